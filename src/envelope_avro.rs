@@ -1,0 +1,92 @@
+//! The envelope's Avro encoding. The schema is `schemas/envelope.avsc`,
+//! compiled in so the binary and the file can never disagree.
+
+use std::io::Cursor;
+
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+
+use crate::envelope::Envelope;
+
+/// The envelope schema, exactly as in `schemas/envelope.avsc`.
+pub const ENVELOPE_SCHEMA_JSON: &str = include_str!("../schemas/envelope.avsc");
+
+/// Failures of the Avro codec.
+#[derive(Debug, thiserror::Error)]
+pub enum AvroError {
+    /// The bundled schema did not parse (a build defect).
+    #[error("envelope schema does not parse: {0}")]
+    Schema(#[source] apache_avro::Error),
+    /// An envelope did not fit the schema (a defect: the two must agree).
+    #[error("envelope does not fit the Avro schema: {0}")]
+    Encode(#[source] apache_avro::Error),
+    /// Bytes were not an envelope in this schema.
+    #[error("bytes are not an Avro envelope: {0}")]
+    Decode(#[source] apache_avro::Error),
+    /// Bytes were left over after one envelope.
+    #[error("{0} bytes left over after the Avro envelope")]
+    TrailingBytes(usize),
+}
+
+/// Encodes and decodes envelopes as Avro binary datums (no container, no
+/// framing: the wire formats around them belong to the caller).
+pub struct EnvelopeCodec {
+    schema: &'static Schema,
+    writer: GenericDatumWriter<'static>,
+}
+
+impl EnvelopeCodec {
+    /// Parses the bundled schema and resolves it once, so encoding does no
+    /// per-record schema work. A process makes one codec and shares it; the
+    /// schema is given a static lifetime for the writer to borrow.
+    pub fn new() -> Result<Self, AvroError> {
+        let schema = Schema::parse_str(ENVELOPE_SCHEMA_JSON).map_err(AvroError::Schema)?;
+        let schema: &'static Schema = Box::leak(Box::new(schema));
+        let writer = GenericDatumWriter::builder(schema)
+            .human_readable(false)
+            .build()
+            .map_err(AvroError::Schema)?;
+        Ok(EnvelopeCodec { schema, writer })
+    }
+
+    /// The parsed envelope schema.
+    pub fn schema(&self) -> &Schema {
+        self.schema
+    }
+
+    /// Appends the Avro binary encoding of `envelope` to `out`.
+    pub fn encode_into(&self, envelope: &Envelope<'_>, out: &mut Vec<u8>) -> Result<(), AvroError> {
+        self.writer
+            .write_ser(out, envelope)
+            .map(|_| ())
+            .map_err(AvroError::Encode)
+    }
+
+    /// The Avro binary encoding of `envelope`.
+    pub fn encode(&self, envelope: &Envelope<'_>) -> Result<Vec<u8>, AvroError> {
+        let mut out = Vec::with_capacity(512 + envelope.payload.len());
+        self.encode_into(envelope, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes one envelope datum written with this schema.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Envelope<'static>, AvroError> {
+        let reader = GenericDatumReader::builder(self.schema)
+            .build()
+            .map_err(AvroError::Decode)?;
+        let mut cursor = Cursor::new(bytes);
+        let value = reader.read_value(&mut cursor).map_err(AvroError::Decode)?;
+        let left = bytes.len() - cursor.position() as usize;
+        if left != 0 {
+            return Err(AvroError::TrailingBytes(left));
+        }
+        apache_avro::from_value::<Envelope<'static>>(&value).map_err(AvroError::Decode)
+    }
+}
+
+impl std::fmt::Debug for EnvelopeCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvelopeCodec").finish_non_exhaustive()
+    }
+}

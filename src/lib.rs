@@ -1,0 +1,21 @@
+//! codat-stream: turns every shape of Codat webhook into one Avro envelope.
+//!
+//! The functional core is [`normalize::normalize`]: raw body bytes, record
+//! headers and ingest coordinates in, an [`envelope::Envelope`] or a
+//! [`rejection::Rejection`] out, with no I/O.
+
+pub mod envelope;
+pub mod envelope_avro;
+pub mod event_payload;
+pub mod event_type;
+pub mod legacy;
+pub mod normalize;
+pub mod raw_json;
+pub mod rejection;
+pub mod timestamp;
+pub mod webhook_shape;
+
+pub use envelope::Envelope;
+pub use envelope_avro::EnvelopeCodec;
+pub use normalize::{HeaderLookup, IngestMeta, NormalizeOptions, normalize};
+pub use rejection::{RejectReason, Rejection};

@@ -1,0 +1,521 @@
+//! The normaliser: raw webhook bytes + record headers + ingest coordinates
+//! in, one [`Envelope`] or a [`Rejection`] out. Pure: no I/O, no clock, no
+//! global state, so the same input always gives the same output.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::envelope::{
+    Envelope, IdSource, Ingest, PAYLOAD_CONTENT_TYPE, SPEC_VERSION, Shape, TimeSource,
+};
+use crate::event_payload;
+use crate::event_type;
+use crate::legacy;
+use crate::raw_json::{self, Kind, OutJson, RawObject};
+use crate::rejection::{RejectReason, Rejection, excerpt};
+use crate::timestamp;
+use crate::webhook_shape;
+
+/// The header Codat (Standard Webhooks) sets on every delivery; stable
+/// across retries of one message.
+pub const WEBHOOK_ID_HEADER: &str = "webhook-id";
+
+/// Longest `webhook-id` header value used as an id; longer ones are ignored.
+pub const MAX_WEBHOOK_ID_LEN: usize = 256;
+
+/// Namespace of the UUIDv5 ids derived from bodies that carry no id.
+pub const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d0c_4f7e_2b61_4c1a_9e3f_c0da_7572_ea11);
+
+/// Default CloudEvents `source`.
+pub const DEFAULT_SOURCE: &str = "urn:codat:webhooks";
+
+/// Default body size limit: 1 MiB, Kafka's default maximum message size.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Settings of the normaliser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizeOptions {
+    /// Bodies larger than this are rejected with `body_too_large`.
+    pub max_body_bytes: usize,
+    /// The CloudEvents `source` of every envelope.
+    pub source: String,
+}
+
+impl Default for NormalizeOptions {
+    fn default() -> Self {
+        NormalizeOptions {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            source: DEFAULT_SOURCE.to_owned(),
+        }
+    }
+}
+
+/// Where a raw record was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestMeta<'a> {
+    /// Ingest topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Record timestamp, ms since the epoch (the shell supplies the read
+    /// time when the record has none).
+    pub timestamp_ms: i64,
+}
+
+/// Read access to a record's headers.
+pub trait HeaderLookup {
+    /// The value of the first header named `name` (ASCII case ignored).
+    fn header(&self, name: &str) -> Option<&[u8]>;
+}
+
+/// No headers at all.
+impl HeaderLookup for () {
+    fn header(&self, _name: &str) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// Headers as (name, value) pairs.
+impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderLookup for [(K, V)] {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+/// Normalises one raw webhook body.
+pub fn normalize<'a, H: HeaderLookup + ?Sized>(
+    body: &'a [u8],
+    headers: &H,
+    ingest: &IngestMeta<'a>,
+    options: &'a NormalizeOptions,
+) -> Result<Envelope<'a>, Rejection> {
+    if body.len() > options.max_body_bytes {
+        return Err(Rejection::new(
+            RejectReason::BodyTooLarge,
+            format!(
+                "body is {} bytes; the limit is {} bytes",
+                body.len(),
+                options.max_body_bytes
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| {
+        Rejection::new(
+            RejectReason::InvalidUtf8,
+            format!(
+                "body is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    // Some HTTP stacks keep a UTF-8 byte-order mark; JSON parsers refuse it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let top = parse_top_object(text)?;
+
+    let webhook_id = headers
+        .header(WEBHOOK_ID_HEADER)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= MAX_WEBHOOK_ID_LEN)
+        .map(|v| Cow::Owned(v.to_owned()));
+    let ingest = Ingest {
+        topic: Cow::Borrowed(ingest.topic),
+        partition: ingest.partition,
+        offset: ingest.offset,
+        timestamp: ingest.timestamp_ms,
+        webhook_id,
+    };
+    let source = Cow::Borrowed(options.source.as_str());
+
+    match webhook_shape::recognise(&top)? {
+        Shape::LegacyRule => {
+            let ev = legacy::rewrite(&top)?;
+            Ok(Envelope {
+                id: ev.id,
+                id_source: IdSource::Body,
+                event_type: ev.event_type,
+                type_origin: ev.type_origin,
+                source,
+                specversion: Cow::Borrowed(SPEC_VERSION),
+                time: ingest.timestamp,
+                time_source: TimeSource::Ingest,
+                subject: ev.company_id.clone(),
+                company_id: ev.company_id,
+                connection_id: ev.connection_id,
+                client_id: ev.client_id,
+                data_type: ev.data_type,
+                shape: Shape::LegacyRule,
+                legacy_rule_type: Some(ev.rule_type),
+                legacy: Some(ev.legacy),
+                extensions: None,
+                datacontenttype: Cow::Borrowed(PAYLOAD_CONTENT_TYPE),
+                payload: Cow::Owned(ev.payload),
+                ingest,
+            })
+        }
+        shape @ (Shape::Event | Shape::Generic) => event_like(shape, &top, body, ingest, source),
+    }
+}
+
+/// The body's top-level object, or why it is not one.
+fn parse_top_object(text: &str) -> Result<RawObject<'_>, Rejection> {
+    let top: RawObject = match serde_json::from_str(text) {
+        Ok(top) => top,
+        Err(_) => {
+            // Not an object: say whether it is JSON at all.
+            return Err(match serde_json::from_str::<&RawValue>(text) {
+                Ok(raw) => Rejection::new(
+                    RejectReason::NotAnObject,
+                    format!("body is {}, not a JSON object", raw_json::kind(raw).name()),
+                ),
+                Err(e) => Rejection::new(
+                    RejectReason::InvalidJson,
+                    format!("body is not valid JSON: {e}"),
+                ),
+            });
+        }
+    };
+    if let Some(key) = first_duplicate_key(&top) {
+        return Err(Rejection::new(
+            RejectReason::InvalidJson,
+            format!(
+                "key {} appears more than once at the top level",
+                excerpt(key)
+            ),
+        ));
+    }
+    Ok(top)
+}
+
+fn first_duplicate_key<'o>(top: &'o RawObject<'_>) -> Option<&'o str> {
+    let members = &top.members;
+    if members.len() <= 16 {
+        // Few keys: a quadratic scan is cheaper than hashing.
+        for (i, (k, _)) in members.iter().enumerate() {
+            if members[..i].iter().any(|(prev, _)| prev == k) {
+                return Some(k);
+            }
+        }
+        return None;
+    }
+    let mut seen = HashSet::with_capacity(members.len());
+    members
+        .iter()
+        .map(|(k, _)| k.as_ref())
+        .find(|k| !seen.insert(*k))
+}
+
+/// EVENT and GENERIC bodies: the same fields, the body under `payload` or `data`.
+fn event_like<'a>(
+    shape: Shape,
+    top: &RawObject<'a>,
+    body: &'a [u8],
+    ingest: Ingest<'a>,
+    source: Cow<'a, str>,
+) -> Result<Envelope<'a>, Rejection> {
+    let (shape_name, body_key) = match shape {
+        Shape::Generic => ("generic", "data"),
+        _ => ("event", "payload"),
+    };
+    let type_key = if top.get("eventType").is_some() {
+        "eventType"
+    } else {
+        "type"
+    };
+    let event_type = required_str(top, type_key, shape_name)?;
+    event_type::validate(&event_type)?;
+
+    let payload = top
+        .get(body_key)
+        .filter(|raw| raw_json::kind(raw) != Kind::Null)
+        .ok_or_else(|| Rejection::missing(body_key, shape_name))?;
+    if shape == Shape::Event && raw_json::kind(payload) != Kind::Object {
+        return Err(Rejection::mistyped(
+            body_key,
+            "an object",
+            raw_json::kind(payload).name(),
+        ));
+    }
+
+    let (id, id_source) = match optional_str(top, "id")? {
+        Some(id) if !id.is_empty() => (id, IdSource::Body),
+        _ if shape == Shape::Event => return Err(Rejection::missing("id", shape_name)),
+        _ => match &ingest.webhook_id {
+            Some(h) => (h.clone(), IdSource::WebhookIdHeader),
+            None => (
+                Cow::Owned(Uuid::new_v5(&DERIVED_ID_NAMESPACE, body).to_string()),
+                IdSource::Derived,
+            ),
+        },
+    };
+
+    let (time, time_source) = match optional_str(top, "generatedDate")? {
+        Some(date) => match timestamp::parse_millis(&date) {
+            Some(ms) => (ms, TimeSource::Event),
+            None => {
+                return Err(Rejection::new(
+                    RejectReason::InvalidField,
+                    format!(
+                        "`generatedDate` {} is not an ISO-8601 date-time",
+                        excerpt(&date)
+                    ),
+                ));
+            }
+        },
+        None => (ingest.timestamp, TimeSource::Ingest),
+    };
+
+    let mapped = ["id", type_key, "generatedDate", body_key];
+    let mut extensions = OutJson::object();
+    for (k, v) in &top.members {
+        if !mapped.contains(&k.as_ref()) {
+            extensions.push_member(k.clone(), OutJson::Raw(v));
+        }
+    }
+
+    let refs = event_payload::refs(&event_type, payload);
+    Ok(Envelope {
+        id,
+        id_source,
+        type_origin: event_type::origin_of_codat_type(&event_type),
+        event_type,
+        source,
+        specversion: Cow::Borrowed(SPEC_VERSION),
+        time,
+        time_source,
+        subject: refs.company_id.clone(),
+        company_id: refs.company_id,
+        connection_id: refs.connection_id,
+        client_id: None,
+        data_type: refs.data_type,
+        shape,
+        legacy_rule_type: None,
+        legacy: None,
+        extensions: (!extensions.is_empty_object()).then(|| extensions.to_json_string()),
+        datacontenttype: Cow::Borrowed(PAYLOAD_CONTENT_TYPE),
+        payload: Cow::Borrowed(payload.get()),
+        ingest,
+    })
+}
+
+/// A string member, or None when absent or null.
+fn optional_str<'a>(top: &RawObject<'a>, key: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match top.get(key) {
+        None => Ok(None),
+        Some(raw) => match raw_json::kind(raw) {
+            Kind::Null => Ok(None),
+            Kind::String => Ok(raw_json::as_str(raw)),
+            other => Err(Rejection::mistyped(key, "a string", other.name())),
+        },
+    }
+}
+
+fn required_str<'a>(
+    top: &RawObject<'a>,
+    key: &str,
+    shape: &str,
+) -> Result<Cow<'a, str>, Rejection> {
+    optional_str(top, key)?.ok_or_else(|| Rejection::missing(key, shape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INGEST: IngestMeta<'static> = IngestMeta {
+        topic: "codat.webhooks",
+        partition: 3,
+        offset: 42,
+        timestamp_ms: 1_700_000_000_000,
+    };
+
+    fn opts() -> &'static NormalizeOptions {
+        Box::leak(Box::new(NormalizeOptions::default()))
+    }
+
+    fn ok(body: &'static str) -> Envelope<'static> {
+        normalize(body.as_bytes(), &(), &INGEST, opts()).unwrap()
+    }
+
+    fn reason(body: &'static [u8]) -> RejectReason {
+        normalize(body, &(), &INGEST, opts()).unwrap_err().reason
+    }
+
+    #[test]
+    fn event_payload_passes_through_byte_for_byte() {
+        let env = ok(
+            r#"{"id":"e1","eventType":"connection.failed","generatedDate":"2024-08-08T17:10:34.015Z",
+            "payload":{ "referenceCompany" : {"id":"co"}, "connection":{"id":"dc"} }}"#,
+        );
+        assert_eq!(
+            env.payload,
+            r#"{ "referenceCompany" : {"id":"co"}, "connection":{"id":"dc"} }"#
+        );
+        assert!(matches!(env.payload, Cow::Borrowed(_)));
+        assert_eq!(env.time, 1_723_137_034_015);
+        assert_eq!(env.time_source, TimeSource::Event);
+        assert_eq!(env.company_id.as_deref(), Some("co"));
+        assert_eq!(env.subject.as_deref(), Some("co"));
+        assert_eq!(env.connection_id.as_deref(), Some("dc"));
+        assert_eq!(env.ingest.offset, 42);
+        assert_eq!(env.extensions, None);
+    }
+
+    #[test]
+    fn unknown_well_formed_types_pass_through() {
+        let env = ok(r#"{"id":"e1","eventType":"brand.new.thing","payload":{}}"#);
+        assert_eq!(env.event_type, "brand.new.thing");
+        assert_eq!(env.type_origin, crate::envelope::TypeOrigin::CodatUnlisted);
+        assert_eq!(env.time, INGEST.timestamp_ms);
+        assert_eq!(env.time_source, TimeSource::Ingest);
+    }
+
+    #[test]
+    fn extra_top_level_fields_become_extensions() {
+        let env = ok(r#"{"id":"e1","eventType":"a.b","type":"legacyish","payload":{},"x":[1]}"#);
+        assert_eq!(
+            env.extensions.as_deref(),
+            Some(r#"{"type":"legacyish","x":[1]}"#)
+        );
+    }
+
+    #[test]
+    fn generic_id_comes_from_header_then_body_hash() {
+        let body = br#"{"type":"hello.world","data":{"hello":"world"}}"#;
+        let headers = [("Webhook-Id", "msg_2abc")];
+        let env = normalize(body, &headers[..], &INGEST, opts()).unwrap();
+        assert_eq!(
+            (env.id.as_ref(), env.id_source),
+            ("msg_2abc", IdSource::WebhookIdHeader)
+        );
+        assert_eq!(env.ingest.webhook_id.as_deref(), Some("msg_2abc"));
+
+        let a = normalize(body, &(), &INGEST, opts()).unwrap();
+        let b = normalize(
+            body,
+            &(),
+            &IngestMeta {
+                offset: 7,
+                ..INGEST
+            },
+            opts(),
+        )
+        .unwrap();
+        assert_eq!(a.id_source, IdSource::Derived);
+        assert_eq!(a.id, b.id, "same body, same id");
+        let c = normalize(
+            br#"{"type":"hello.world","data":{"hello":"there"}}"#,
+            &(),
+            &INGEST,
+            opts(),
+        )
+        .unwrap();
+        assert_ne!(a.id, c.id);
+        assert!(Uuid::parse_str(&a.id).is_ok());
+    }
+
+    #[test]
+    fn rejections_have_the_documented_reasons() {
+        assert_eq!(reason(b"\xff\xfe"), RejectReason::InvalidUtf8);
+        assert_eq!(reason(b""), RejectReason::InvalidJson);
+        assert_eq!(reason(b"{\"a\":"), RejectReason::InvalidJson);
+        assert_eq!(reason(b"{} trailing"), RejectReason::InvalidJson);
+        assert_eq!(
+            reason(br#"{"id":"a","id":"b","eventType":"x","payload":{}}"#),
+            RejectReason::InvalidJson
+        );
+        assert_eq!(reason(b"[1,2]"), RejectReason::NotAnObject);
+        assert_eq!(reason(b"null"), RejectReason::NotAnObject);
+        assert_eq!(reason(b"{\"hello\":1}"), RejectReason::UnknownShape);
+        assert_eq!(
+            reason(br#"{"eventType":"a.b","payload":{}}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(br#"{"id":"1","eventType":"a.b"}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(br#"{"id":"1","eventType":"a.b","payload":null}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(br#"{"id":1,"eventType":"a.b","payload":{}}"#),
+            RejectReason::InvalidField
+        );
+        assert_eq!(
+            reason(br#"{"id":"1","eventType":"a.b","payload":"x"}"#),
+            RejectReason::InvalidField
+        );
+        assert_eq!(
+            reason(br#"{"id":"1","eventType":"a.b","generatedDate":"soon","payload":{}}"#),
+            RejectReason::InvalidField
+        );
+        assert_eq!(
+            reason(br#"{"id":"1","eventType":"../etc","payload":{}}"#),
+            RejectReason::InvalidEventType
+        );
+        assert_eq!(
+            reason(br#"{"id":"1","eventType":7,"payload":{}}"#),
+            RejectReason::InvalidField
+        );
+    }
+
+    #[test]
+    fn body_size_limit_is_configurable() {
+        let small = Box::leak(Box::new(NormalizeOptions {
+            max_body_bytes: 10,
+            ..NormalizeOptions::default()
+        }));
+        let err = normalize(br#"{"type":"a","data":{}}"#, &(), &INGEST, small).unwrap_err();
+        assert_eq!(err.reason, RejectReason::BodyTooLarge);
+        assert!(err.message.contains("limit is 10 bytes"), "{}", err.message);
+    }
+
+    #[test]
+    fn byte_order_mark_is_tolerated() {
+        let env = normalize(
+            "\u{feff}{\"type\":\"a.b\",\"data\":1}".as_bytes(),
+            &(),
+            &INGEST,
+            opts(),
+        )
+        .unwrap();
+        assert_eq!(env.payload, "1");
+    }
+
+    #[test]
+    fn legacy_bodies_take_time_from_ingest_and_keep_rule_type() {
+        let env = ok(
+            r#"{"RuleType":"Push Operation Status Changed()","AlertId":"al","ClientId":"cl","CompanyId":"co",
+            "Data":{"dataType":"invoices","status":"Success","pushOperationKey":"k"}}"#,
+        );
+        assert_eq!(env.event_type, "invoices.write.successful");
+        assert_eq!(env.shape, Shape::LegacyRule);
+        assert_eq!(
+            env.legacy_rule_type.as_deref(),
+            Some("Push Operation Status Changed()")
+        );
+        assert_eq!(
+            (env.time, env.time_source),
+            (INGEST.timestamp_ms, TimeSource::Ingest)
+        );
+        assert_eq!(env.routing_key(), "co");
+    }
+
+    #[test]
+    fn routing_key_falls_back_to_client_then_id() {
+        let env =
+            ok(r#"{"RuleType":"Rate Limit Reached","AlertId":"al","ClientId":"cl","Data":{}}"#);
+        assert_eq!(env.routing_key(), "cl");
+        let env = ok(r#"{"id":"e","eventType":"client.rateLimit.reached","payload":{}}"#);
+        assert_eq!(env.routing_key(), "e");
+    }
+}
