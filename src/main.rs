@@ -1,1 +1,155 @@
-fn main() {}
+//! The `codat-stream` binary: parses arguments and runs one subcommand.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use codat_stream::body_file::{outcome_line, split_bodies};
+use codat_stream::envelope_avro::ENVELOPE_SCHEMA_JSON;
+use codat_stream::{IngestMeta, NormalizeOptions, normalize};
+
+/// Normalises Codat webhooks (every shape Codat has sent) into one Avro envelope.
+#[derive(Parser, Debug)]
+#[command(name = "codat-stream", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Normalise webhook bodies from a file or stdin and print one JSON line
+    /// per body: the envelope, or {"rejected":{"reason","message"}}.
+    /// Exit status: 0 all normalised, 2 some rejected, 1 usage error.
+    Normalize(NormalizeArgs),
+    /// Print the envelope's Avro schema (schemas/envelope.avsc).
+    Schema,
+}
+
+#[derive(clap::Args, Debug)]
+struct NormalizeArgs {
+    /// A file holding one JSON body or JSON Lines; `-` or nothing reads stdin.
+    file: Option<PathBuf>,
+    /// Ingest topic recorded in each envelope (default: the file path, or `stdin`).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Ingest timestamp in ms since the epoch (default: now); `time` for bodies without one.
+    #[arg(long)]
+    timestamp_ms: Option<i64>,
+    /// A record header, NAME=VALUE, applied to every body (e.g. webhook-id=msg_123).
+    #[arg(long = "header", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// Bodies larger than this many bytes are rejected.
+    #[arg(long, default_value_t = codat_stream::normalize::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// CloudEvents `source` of the envelopes.
+    #[arg(long, default_value = codat_stream::normalize::DEFAULT_SOURCE)]
+    source: String,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; every usage error exits 1.
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("codat-stream: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Normalize(args) => normalize_command(args),
+        Command::Schema => {
+            io::stdout().write_all(ENVELOPE_SCHEMA_JSON.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn normalize_command(args: NormalizeArgs) -> anyhow::Result<ExitCode> {
+    if args.max_body_bytes == 0 {
+        bail!("--max-body-bytes must be at least 1");
+    }
+    let (input, default_topic) = match &args.file {
+        None => (read_stdin()?, "stdin".to_owned()),
+        Some(p) if p.as_os_str() == "-" => (read_stdin()?, "stdin".to_owned()),
+        Some(p) => (
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+            p.display().to_string(),
+        ),
+    };
+    let topic = args.topic.unwrap_or(default_topic);
+    let timestamp_ms = match args.timestamp_ms {
+        Some(ms) => ms,
+        None => now_ms(),
+    };
+    let options = NormalizeOptions {
+        max_body_bytes: args.max_body_bytes,
+        source: args.source,
+    };
+
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut rejected = 0usize;
+    for (offset, body) in split_bodies(&input).into_iter().enumerate() {
+        let ingest = IngestMeta {
+            topic: &topic,
+            partition: 0,
+            offset: offset as i64,
+            timestamp_ms,
+        };
+        let outcome = normalize(body, &args.headers[..], &ingest, &options);
+        rejected += usize::from(outcome.is_err());
+        writeln!(out, "{}", outcome_line(&outcome))?;
+    }
+    out.flush()?;
+    Ok(if rejected == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    io::stdin()
+        .read_to_end(&mut buf)
+        .context("cannot read stdin")?;
+    Ok(buf)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
