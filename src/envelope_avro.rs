@@ -24,6 +24,9 @@ pub enum AvroError {
     /// Bytes were not an envelope in this schema.
     #[error("bytes are not an Avro envelope: {0}")]
     Decode(#[source] apache_avro::Error),
+    /// Bytes did not start with this schema's single-object header.
+    #[error("not a single-object encoded envelope of this schema (marker or fingerprint differs)")]
+    NotThisSchema,
     /// Bytes were left over after one envelope.
     #[error("{0} bytes left over after the Avro envelope")]
     TrailingBytes(usize),
@@ -34,7 +37,11 @@ pub enum AvroError {
 pub struct EnvelopeCodec {
     schema: &'static Schema,
     writer: GenericDatumWriter<'static>,
+    single_object_header: [u8; 10],
 }
+
+/// Avro single-object encoding marker.
+pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
 
 impl EnvelopeCodec {
     /// Parses the bundled schema and resolves it once, so encoding does no
@@ -47,7 +54,17 @@ impl EnvelopeCodec {
             .human_readable(false)
             .build()
             .map_err(AvroError::Schema)?;
-        Ok(EnvelopeCodec { schema, writer })
+        // Single-object header: marker + the schema's 8-byte little-endian
+        // CRC-64-AVRO (Rabin) fingerprint of its Parsing Canonical Form.
+        let fingerprint = schema.fingerprint::<apache_avro::rabin::Rabin>();
+        let mut single_object_header = [0u8; 10];
+        single_object_header[..2].copy_from_slice(&SINGLE_OBJECT_MARKER);
+        single_object_header[2..].copy_from_slice(&fingerprint.bytes[..8]);
+        Ok(EnvelopeCodec {
+            schema,
+            writer,
+            single_object_header,
+        })
     }
 
     /// The parsed envelope schema.
@@ -68,6 +85,30 @@ impl EnvelopeCodec {
         let mut out = Vec::with_capacity(512 + envelope.payload.len());
         self.encode_into(envelope, &mut out)?;
         Ok(out)
+    }
+
+    /// Appends `envelope` in Avro single-object encoding: the 2-byte marker,
+    /// the schema fingerprint, then the datum. Self-describing without a registry.
+    pub fn encode_single_object_into(
+        &self,
+        envelope: &Envelope<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
+        out.extend_from_slice(&self.single_object_header);
+        self.encode_into(envelope, out)
+    }
+
+    /// The 10-byte single-object header of this schema.
+    pub fn single_object_header(&self) -> &[u8; 10] {
+        &self.single_object_header
+    }
+
+    /// Decodes a single-object-encoded envelope of this schema.
+    pub fn decode_single_object(&self, bytes: &[u8]) -> Result<Envelope<'static>, AvroError> {
+        match bytes.strip_prefix(&self.single_object_header[..]) {
+            Some(datum) => self.decode(datum),
+            None => Err(AvroError::NotThisSchema),
+        }
     }
 
     /// Decodes one envelope datum written with this schema.

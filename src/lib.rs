@@ -5,15 +5,22 @@
 //! [`rejection::Rejection`] out, with no I/O.
 
 pub mod body_file;
+pub mod config;
+pub mod demo;
 pub mod envelope;
 pub mod envelope_avro;
 pub mod event_payload;
 pub mod event_type;
 pub mod legacy;
 pub mod normalize;
+pub mod offsets;
+pub mod output;
+pub mod pipeline;
 pub mod raw_json;
 pub mod rejection;
+pub mod routing;
 pub mod timestamp;
+pub mod topics;
 pub mod webhook_shape;
 
 pub use envelope::Envelope;

@@ -1,0 +1,656 @@
+//! Configuration: built-in defaults < a TOML file < environment variables
+//! (`CODAT_STREAM__SECTION__KEY`), validated before anything connects.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::event_type;
+use crate::normalize::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SOURCE, NormalizeOptions};
+
+/// Environment variable prefix; `__` separates the prefix, sections and keys.
+pub const ENV_PREFIX: &str = "CODAT_STREAM";
+
+/// Longest Kafka topic name.
+pub const MAX_TOPIC_LEN: usize = 249;
+
+/// Longest output topic prefix: with a 200-character type it stays a legal topic.
+pub const MAX_TOPIC_PREFIX_LEN: usize = MAX_TOPIC_LEN - event_type::MAX_EVENT_TYPE_LEN;
+
+/// librdkafka properties codat-stream sets itself: overriding them would
+/// break the delivery guarantee or duplicate a typed setting.
+pub const MANAGED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "transactional.id",
+];
+
+/// Everything codat-stream can be told.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Broker connection and librdkafka pass-through properties.
+    pub kafka: KafkaSettings,
+    /// What to consume.
+    pub ingest: IngestSettings,
+    /// Where envelopes and rejected records go.
+    pub output: OutputSettings,
+    /// How output topics are created.
+    pub topics: TopicSettings,
+    /// The normaliser.
+    pub normalize: NormalizeSettings,
+    /// Flow control and shutdown.
+    pub pipeline: PipelineSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// Broker connection; any librdkafka property can be passed through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Comma-separated host:port list.
+    pub bootstrap_servers: String,
+    /// librdkafka properties for consumer, producer and admin client alike
+    /// (security.protocol, sasl.*, ssl.*). From the environment, `_` in a
+    /// key stands for `.` (`..__COMMON__SASL_MECHANISM` = `sasl.mechanism`).
+    pub common: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only.
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only.
+    pub producer: BTreeMap<String, String>,
+}
+
+/// What to consume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Ingest topics holding raw webhook bodies.
+    pub topics: Vec<String>,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Where a group with no committed offset starts: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+}
+
+/// Where envelopes and rejected records go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSettings {
+    /// Envelope topic = prefix + event type (`codat.connection.failed`).
+    pub topic_prefix: String,
+    /// Event type -> topic, instead of prefix + type.
+    pub topic_overrides: BTreeMap<String, String>,
+    /// Most distinct per-type topics; envelopes of further new types go to
+    /// `catch_all_topic` so input can never create topics without bound.
+    pub max_topics: usize,
+    /// Topic for types past `max_topics`, or whose topic could not be created.
+    pub catch_all_topic: String,
+    /// Topic for records that could not be normalised.
+    pub dead_letter_topic: String,
+    /// Ingest headers not copied to output records (ASCII case ignored):
+    /// credentials a legacy delivery may carry.
+    pub drop_headers: Vec<String>,
+}
+
+/// How output topics are created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSettings {
+    /// Create missing output topics with the admin API (at start-up for
+    /// the known types, on first use for others).
+    pub create: bool,
+    /// Partitions of created topics.
+    pub partitions: i32,
+    /// Replication factor of created topics; -1 = the broker's default.
+    pub replication_factor: i32,
+    /// Topic configs of created topics (`retention.ms`, ...).
+    pub configs: BTreeMap<String, String>,
+    /// How long one admin request may take.
+    pub request_timeout_ms: u64,
+}
+
+/// The normaliser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeSettings {
+    /// Bodies larger than this are dead-lettered as `body_too_large`.
+    pub max_body_bytes: usize,
+    /// CloudEvents `source` of the envelopes.
+    pub source: String,
+}
+
+/// Flow control and shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Most records consumed but not yet acknowledged by the broker.
+    pub max_in_flight: usize,
+    /// On SIGTERM/SIGINT, how long to wait for in-flight records before exiting.
+    pub drain_timeout_ms: u64,
+    /// Longest wait between re-sends of a record the broker would not take.
+    pub produce_retry_backoff_max_ms: u64,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (human-readable) or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `codat_stream=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        KafkaSettings {
+            bootstrap_servers: "localhost:9092".into(),
+            common: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            topics: vec!["codat.webhooks.raw".into()],
+            group_id: "codat-stream".into(),
+            auto_offset_reset: "earliest".into(),
+        }
+    }
+}
+
+impl Default for OutputSettings {
+    fn default() -> Self {
+        OutputSettings {
+            topic_prefix: "codat.".into(),
+            topic_overrides: BTreeMap::new(),
+            max_topics: 256,
+            catch_all_topic: "codat.unrouted".into(),
+            dead_letter_topic: "codat.dlq".into(),
+            drop_headers: vec!["authorization".into()],
+        }
+    }
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        TopicSettings {
+            create: true,
+            partitions: 3,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for NormalizeSettings {
+    fn default() -> Self {
+        NormalizeSettings {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            source: DEFAULT_SOURCE.into(),
+        }
+    }
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            max_in_flight: 10_000,
+            drain_timeout_ms: 30_000,
+            produce_retry_backoff_max_ms: 5_000,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or a value has the wrong type/unknown key.
+    #[error("cannot load configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let defaults = config::Config::try_from(&Settings::default())?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(path) = file {
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("ingest.topics")
+                .with_list_parse_key("output.drop_headers")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.kafka.normalize_env_keys();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks ranges and cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return bad("kafka.bootstrap_servers must not be empty".into());
+        }
+        for (section, props) in [
+            ("common", &self.kafka.common),
+            ("consumer", &self.kafka.consumer),
+            ("producer", &self.kafka.producer),
+        ] {
+            for key in props.keys() {
+                if MANAGED_PROPERTIES.contains(&key.as_str()) {
+                    return bad(format!(
+                        "kafka.{section}.\"{key}\" is managed by codat-stream (use the typed \
+                         setting, or it would weaken the at-least-once guarantee)"
+                    ));
+                }
+            }
+        }
+        if self.ingest.topics.is_empty() {
+            return bad("ingest.topics must name at least one topic".into());
+        }
+        for t in &self.ingest.topics {
+            check_topic("ingest.topics", t)?;
+        }
+        if self.ingest.group_id.trim().is_empty() {
+            return bad("ingest.group_id must not be empty".into());
+        }
+        if !["earliest", "latest"].contains(&self.ingest.auto_offset_reset.as_str()) {
+            return bad(format!(
+                "ingest.auto_offset_reset must be \"earliest\" or \"latest\", not {:?}",
+                self.ingest.auto_offset_reset
+            ));
+        }
+        let o = &self.output;
+        if o.topic_prefix.len() > MAX_TOPIC_PREFIX_LEN || !o.topic_prefix.bytes().all(is_topic_byte)
+        {
+            return bad(format!(
+                "output.topic_prefix must be at most {MAX_TOPIC_PREFIX_LEN} characters of [A-Za-z0-9._-]"
+            ));
+        }
+        check_topic("output.catch_all_topic", &o.catch_all_topic)?;
+        check_topic("output.dead_letter_topic", &o.dead_letter_topic)?;
+        for (ty, topic) in &o.topic_overrides {
+            event_type::validate(ty).map_err(|r| {
+                ConfigError::Invalid(format!("output.topic_overrides key: {}", r.message))
+            })?;
+            check_topic("output.topic_overrides value", topic)?;
+        }
+        for (name, t) in [
+            ("output.dead_letter_topic", &o.dead_letter_topic),
+            ("output.catch_all_topic", &o.catch_all_topic),
+        ]
+        .into_iter()
+        .chain(
+            o.topic_overrides
+                .values()
+                .map(|t| ("output.topic_overrides value", t)),
+        ) {
+            if self.ingest.topics.contains(t) {
+                return bad(format!(
+                    "{name} {t:?} is also an ingest topic: records would loop"
+                ));
+            }
+        }
+        if o.max_topics == 0 || o.max_topics > 10_000 {
+            return bad("output.max_topics must be between 1 and 10000".into());
+        }
+        if self.topics.partitions < 1 {
+            return bad("topics.partitions must be at least 1".into());
+        }
+        if self.topics.replication_factor == 0 || self.topics.replication_factor < -1 {
+            return bad(
+                "topics.replication_factor must be -1 (broker default) or at least 1".into(),
+            );
+        }
+        if self.normalize.max_body_bytes == 0 {
+            return bad("normalize.max_body_bytes must be at least 1".into());
+        }
+        let p = &self.pipeline;
+        if p.max_in_flight == 0 || p.max_in_flight > 1_000_000 {
+            return bad("pipeline.max_in_flight must be between 1 and 1000000".into());
+        }
+        let max_poll_ms = self.consumer_property_ms("max.poll.interval.ms", 300_000)?;
+        if p.drain_timeout_ms >= max_poll_ms {
+            return bad(format!(
+                "pipeline.drain_timeout_ms ({}) must be shorter than the consumer's \
+                 max.poll.interval.ms ({max_poll_ms}), or the group evicts the draining member",
+                p.drain_timeout_ms
+            ));
+        }
+        if p.produce_retry_backoff_max_ms == 0 {
+            return bad("pipeline.produce_retry_backoff_max_ms must be at least 1".into());
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return bad(format!(
+                "log.format must be \"text\" or \"json\", not {:?}",
+                self.log.format
+            ));
+        }
+        Ok(())
+    }
+
+    fn consumer_property_ms(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+        match self.kafka.consumer.get(key).or(self.kafka.common.get(key)) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "kafka.consumer.\"{key}\" must be a whole number of ms"
+                ))
+            }),
+        }
+    }
+
+    /// The normaliser's options.
+    pub fn normalize_options(&self) -> NormalizeOptions {
+        NormalizeOptions {
+            max_body_bytes: self.normalize.max_body_bytes,
+            source: self.normalize.source.clone(),
+        }
+    }
+
+    /// librdkafka configuration of the consumer.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        // Defaults first, so pass-through properties can override them.
+        c.set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("auto.offset.reset", &self.ingest.auto_offset_reset)
+            // Bound librdkafka's prefetch queue, so memory stays bounded
+            // however large the backlog.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("queued.min.messages", "10000");
+        apply(&mut c, &self.kafka.common);
+        apply(&mut c, &self.kafka.consumer);
+        c.set("bootstrap.servers", &self.kafka.bootstrap_servers)
+            .set("group.id", &self.ingest.group_id)
+            // Offsets are stored only once the output is acknowledged.
+            .set("enable.auto.offset.store", "false");
+        c
+    }
+
+    /// librdkafka configuration of the producer.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("linger.ms", "5")
+            .set("message.timeout.ms", "30000")
+            .set("compression.type", "lz4");
+        apply(&mut c, &self.kafka.common);
+        apply(&mut c, &self.kafka.producer);
+        c.set("bootstrap.servers", &self.kafka.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        c
+    }
+
+    /// librdkafka configuration of the admin client.
+    pub fn admin_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        apply(&mut c, &self.kafka.common);
+        c.set("bootstrap.servers", &self.kafka.bootstrap_servers);
+        c
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        for props in [
+            &mut shown.kafka.common,
+            &mut shown.kafka.consumer,
+            &mut shown.kafka.producer,
+        ] {
+            for (k, v) in props.iter_mut() {
+                if is_secret_key(k) {
+                    *v = "********".into();
+                }
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+impl KafkaSettings {
+    /// Environment keys arrive lower-cased with `_` where librdkafka has `.`.
+    fn normalize_env_keys(&mut self) {
+        for props in [&mut self.common, &mut self.consumer, &mut self.producer] {
+            *props = std::mem::take(props)
+                .into_iter()
+                .map(|(k, v)| (k.replace('_', "."), v))
+                .collect();
+        }
+    }
+}
+
+fn apply(c: &mut ClientConfig, props: &BTreeMap<String, String>) {
+    for (k, v) in props {
+        c.set(k, v);
+    }
+}
+
+/// Whether a librdkafka property holds a secret (never printed or logged).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "key.pem",
+        "private",
+        "sasl.jaas",
+        "user.info",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+fn is_topic_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'
+}
+
+/// Checks a Kafka topic name.
+pub fn check_topic(setting: &str, t: &str) -> Result<(), ConfigError> {
+    if t.is_empty()
+        || t.len() > MAX_TOPIC_LEN
+        || t == "."
+        || t == ".."
+        || !t.bytes().all(is_topic_byte)
+    {
+        return Err(ConfigError::Invalid(format!(
+            "{setting}: {t:?} is not a valid topic name (1-{MAX_TOPIC_LEN} characters of [A-Za-z0-9._-])"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write_toml(text: &str) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        let f = write_toml(
+            "[kafka]\nbootstrap_servers = \"file:9092\"\n[kafka.common]\n\"security.protocol\" = \"SASL_SSL\"\n\
+             [ingest]\ntopics = [\"a\", \"b\"]\n[pipeline]\nmax_in_flight = 7\n",
+        );
+        let s = Settings::load_with_env(
+            Some(f.path()),
+            env(&[
+                ("CODAT_STREAM__KAFKA__BOOTSTRAP_SERVERS", "env:9092"),
+                ("CODAT_STREAM__KAFKA__COMMON__SASL_PASSWORD", "hunter2"),
+                ("CODAT_STREAM__KAFKA__CONSUMER__FETCH_MAX_BYTES", "104857600"),
+                ("CODAT_STREAM__KAFKA__PRODUCER__ENABLE_GAPLESS_GUARANTEE", "true"),
+                ("CODAT_STREAM__INGEST__TOPICS", "x,y,z"),
+                ("OTHER__KAFKA__BOOTSTRAP_SERVERS", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.kafka.bootstrap_servers, "env:9092");
+        assert_eq!(s.ingest.topics, ["x", "y", "z"]);
+        assert_eq!(s.pipeline.max_in_flight, 7);
+        assert_eq!(s.kafka.common["security.protocol"], "SASL_SSL");
+        assert_eq!(s.kafka.common["sasl.password"], "hunter2");
+        assert_eq!(s.kafka.consumer["fetch.max.bytes"], "104857600");
+        assert_eq!(s.kafka.producer["enable.gapless.guarantee"], "true");
+        let shown = s.to_masked_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("********"));
+        let c = s.consumer_config();
+        assert_eq!(c.get("sasl.password"), Some("hunter2"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_the_setting_named() {
+        let f = write_toml("[ingest]\ngroupid = \"x\"\n");
+        let err = Settings::load_with_env(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("groupid"), "{err}");
+
+        for (k, v, needle) in [
+            (
+                "CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT",
+                "0",
+                "max_in_flight",
+            ),
+            (
+                "CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT",
+                "lots",
+                "max_in_flight",
+            ),
+            (
+                "CODAT_STREAM__OUTPUT__DEAD_LETTER_TOPIC",
+                "bad topic",
+                "dead_letter_topic",
+            ),
+            (
+                "CODAT_STREAM__OUTPUT__DEAD_LETTER_TOPIC",
+                "codat.webhooks.raw",
+                "loop",
+            ),
+            (
+                "CODAT_STREAM__INGEST__AUTO_OFFSET_RESET",
+                "sometimes",
+                "auto_offset_reset",
+            ),
+            ("CODAT_STREAM__KAFKA__PRODUCER__ACKS", "1", "managed"),
+            (
+                "CODAT_STREAM__PIPELINE__DRAIN_TIMEOUT_MS",
+                "400000",
+                "max.poll.interval.ms",
+            ),
+            ("CODAT_STREAM__LOG__FORMAT", "xml", "log.format"),
+        ] {
+            let err = Settings::load_with_env(None, env(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{k}={v}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let err = Settings::load_with_env(Some(Path::new("/no/such.toml")), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("no/such.toml"), "{err}");
+    }
+
+    #[test]
+    fn managed_properties_cannot_be_overridden_but_others_can() {
+        let mut s = Settings::default();
+        s.kafka.producer.insert("linger.ms".into(), "50".into());
+        s.kafka
+            .consumer
+            .insert("fetch.max.bytes".into(), "104857600".into());
+        s.validate().unwrap();
+        assert_eq!(s.producer_config().get("linger.ms"), Some("50"));
+        assert_eq!(s.producer_config().get("acks"), Some("all"));
+        assert_eq!(s.producer_config().get("enable.idempotence"), Some("true"));
+        assert_eq!(
+            s.consumer_config().get("fetch.max.bytes"),
+            Some("104857600")
+        );
+    }
+
+    #[test]
+    fn secret_keys_are_recognised() {
+        for k in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.key.pem",
+            "sasl.oauthbearer.client.secret",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["security.protocol", "sasl.mechanism", "ssl.ca.location"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! The pipeline: consume raw webhooks -> normalise -> produce the envelope
+//! (or dead-letter the record) -> store the input offset once acknowledged.
+//!
+//! Guarantee: at-least-once. An input offset is stored for commit only when
+//! the output record for it, and for every earlier offset of its partition,
+//! has been acknowledged by the broker (acks=all, idempotent producer). A
+//! crash re-delivers what was not committed; nothing is skipped. A record
+//! the broker will not take is re-sent with backoff for as long as it takes:
+//! its partition stops advancing and the process reports itself unhealthy.
+//!
+//! In-flight work is bounded by `pipeline.max_in_flight`: past it the loop
+//! stops consuming until acknowledgements arrive (it prefers them to new
+//! records), and librdkafka's prefetch queue is bounded in the consumer
+//! config, so memory stays bounded however large the backlog.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Message, TopicPartitionList};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Settings;
+use crate::envelope_avro::{AvroError, EnvelopeCodec};
+use crate::normalize::{HeaderLookup, IngestMeta, NormalizeOptions, normalize};
+use crate::offsets::{OffsetTracker, Partition, Ticket};
+use crate::output::{OutRecord, dead_letter_record, envelope_record};
+use crate::rejection::RejectReason;
+use crate::routing::Router;
+use crate::topics::{TopicCreator, TopicError, known_event_types};
+
+/// Liveness and readiness, shared with the HTTP endpoint and tests.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Consumer subscribed and the start-up topics exist.
+    pub started: AtomicBool,
+    /// Shutdown requested; finishing in-flight records.
+    pub draining: AtomicBool,
+    /// Partitions currently assigned to this member.
+    pub assigned_partitions: AtomicUsize,
+    /// Records the broker is refusing right now (being re-sent).
+    pub failing_records: AtomicUsize,
+    /// librdkafka reports every broker down.
+    pub brokers_down: AtomicBool,
+    /// Last time the loop went round, ms since the epoch.
+    pub last_loop_ms: AtomicI64,
+    /// Records consumed.
+    pub consumed: AtomicU64,
+    /// Records whose output (envelope or dead letter) was acknowledged.
+    pub acknowledged: AtomicU64,
+    /// Of those, dead letters.
+    pub dead_lettered: AtomicU64,
+}
+
+impl Health {
+    /// Ready: started, not draining, brokers reachable, nothing failing.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+            && !self.draining.load(Ordering::Relaxed)
+            && !self.brokers_down.load(Ordering::Relaxed)
+            && self.failing_records.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Every in-flight record was acknowledged and committed.
+    Drained,
+    /// The drain bound passed first; this many records were not
+    /// acknowledged and will be consumed again.
+    DrainTimedOut {
+        /// Records abandoned.
+        abandoned: usize,
+    },
+}
+
+/// Failures that stop the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A Kafka client could not be created or subscribed.
+    #[error("kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    /// Output topics could not be created.
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+    /// The envelope codec could not be built.
+    #[error(transparent)]
+    Avro(#[from] AvroError),
+}
+
+/// Consumer callbacks: rebalances and client errors.
+struct IngestContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+    health: Arc<Health>,
+    topic_names: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl IngestContext {
+    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        // A panic while holding the lock cannot leave the tracker torn
+        // (each method is one step), so carry on with its state.
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn partition(&self, topic: &str, partition: i32) -> Partition {
+        let mut names = self.topic_names.lock().unwrap_or_else(|p| p.into_inner());
+        let name = names
+            .entry(topic.to_owned())
+            .or_insert_with(|| Arc::from(topic))
+            .clone();
+        (name, partition)
+    }
+}
+
+impl ClientContext for IngestContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.health.brokers_down.store(true, Ordering::Relaxed);
+        }
+        warn!(%error, reason, "kafka consumer error");
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                // Commit what is acknowledged before the partitions go; what
+                // is still in flight is abandoned uncommitted, so the next
+                // owner re-reads it (at-least-once).
+                commit_stored(consumer, "revoke");
+                let mut tracker = self.tracker();
+                for e in tpl.elements() {
+                    tracker.revoked(&self.partition(e.topic(), e.partition()));
+                }
+                drop(tracker);
+                let n = tpl.count();
+                let left = self
+                    .health
+                    .assigned_partitions
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(n);
+                self.health
+                    .assigned_partitions
+                    .store(left, Ordering::Relaxed);
+                info!(revoked = %describe(tpl), "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                self.health
+                    .assigned_partitions
+                    .fetch_add(tpl.count(), Ordering::Relaxed);
+                info!(assigned = %describe(tpl), "partitions assigned");
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    let parts: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    parts.join(",")
+}
+
+fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>, when: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => debug!(when, "offsets committed"),
+        // Nothing new to commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => warn!(error = %e, when, "offset commit failed"),
+    }
+}
+
+/// Headers of a consumed record, for the normaliser.
+struct RecordHeaders<'m>(Option<&'m rdkafka::message::BorrowedHeaders>);
+
+impl HeaderLookup for RecordHeaders<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.0?
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case(name))
+            .and_then(|h| h.value)
+    }
+}
+
+impl<'m> RecordHeaders<'m> {
+    fn pairs(&self) -> impl Iterator<Item = (&'m str, Option<&'m [u8]>)> + use<'m> {
+        self.0
+            .into_iter()
+            .flat_map(|h| h.iter().map(|h| (h.key, h.value)))
+    }
+}
+
+/// What a delivery task reports back.
+struct Delivered {
+    ticket: Ticket,
+    dead_letter: bool,
+}
+
+/// Runs the pipeline until `shutdown` completes, then drains and commits.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    health: Arc<Health>,
+) -> Result<RunOutcome, PipelineError> {
+    let codec = EnvelopeCodec::new()?;
+    let options = settings.normalize_options();
+    let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+    let context = IngestContext {
+        tracker: tracker.clone(),
+        health: health.clone(),
+        topic_names: Mutex::new(HashMap::new()),
+    };
+    let consumer: StreamConsumer<IngestContext> =
+        settings.consumer_config().create_with_context(context)?;
+    let producer: FutureProducer = settings.producer_config().create()?;
+    let mut router = Router::new(&settings.output, &settings.ingest.topics);
+    let mut topics = TopicCreator::new(&settings)?;
+    let mut shutdown = pin!(shutdown);
+
+    // Start-up topics: dead letters, catch-all, and every known type.
+    let mut startup: Vec<String> = vec![
+        settings.output.dead_letter_topic.clone(),
+        settings.output.catch_all_topic.clone(),
+    ];
+    startup.extend(known_event_types().iter().map(|t| router.topic_for(t)));
+    startup.retain(|t| !settings.ingest.topics.contains(t));
+    startup.sort();
+    startup.dedup();
+    let mut backoff = Backoff::new(settings.pipeline.produce_retry_backoff_max_ms);
+    loop {
+        match topics.ensure(&startup).await {
+            Ok(()) => break,
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, "waiting for the cluster to create output topics");
+                tokio::select! {
+                    () = &mut shutdown => return Ok(RunOutcome::Drained),
+                    () = backoff.wait() => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let topic_refs: Vec<&str> = settings.ingest.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs)?;
+    health.started.store(true, Ordering::Relaxed);
+    info!(
+        topics = ?settings.ingest.topics,
+        group = %settings.ingest.group_id,
+        max_in_flight = settings.pipeline.max_in_flight,
+        "codat-stream started"
+    );
+
+    let shell = Shell {
+        settings: &settings,
+        codec: &codec,
+        options: &options,
+    };
+    let mut inflight = FuturesUnordered::new();
+    let mut reasons_seen = [false; RejectReason::ALL.len()];
+    let mut drain_deadline: Option<Instant> = None;
+    let max_in_flight = settings.pipeline.max_in_flight;
+
+    loop {
+        health.last_loop_ms.store(now_ms(), Ordering::Relaxed);
+        if drain_deadline.is_some() && inflight.is_empty() {
+            break;
+        }
+        let deadline = drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            // Acknowledgements first: they free capacity and memory.
+            biased;
+            Some(done) = inflight.next() => {
+                let done: Delivered = done;
+                health.acknowledged.fetch_add(1, Ordering::Relaxed);
+                if done.dead_letter {
+                    health.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                }
+                let stored = lock(&tracker).acknowledged(&done.ticket);
+                if let Some(offset) = stored {
+                    let (topic, partition) = &done.ticket.partition;
+                    // Fails only if the partition was revoked meanwhile: then it is not ours to commit.
+                    if let Err(e) = consumer.store_offset(topic, *partition, offset) {
+                        debug!(error = %e, "offset not stored");
+                    }
+                }
+            }
+            () = &mut shutdown, if drain_deadline.is_none() => {
+                health.draining.store(true, Ordering::Relaxed);
+                drain_deadline = Some(Instant::now() + Duration::from_millis(settings.pipeline.drain_timeout_ms));
+                info!(in_flight = inflight.len(), "shutdown requested: draining");
+            }
+            () = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
+                break;
+            }
+            received = consumer.recv(), if drain_deadline.is_none() && inflight.len() < max_in_flight => {
+                match received {
+                    Ok(message) => {
+                        health.brokers_down.store(false, Ordering::Relaxed);
+                        health.consumed.fetch_add(1, Ordering::Relaxed);
+                        let partition = consumer.context().partition(message.topic(), message.partition());
+                        let ticket = lock(&tracker).consumed(partition, message.offset());
+                        let (record, dead_letter) = shell
+                            .output_for(&message, &mut router, &mut topics, &mut reasons_seen)
+                            .await;
+                        inflight.push(deliver(producer.clone(), record, ticket, dead_letter, health.clone(), settings.pipeline.produce_retry_backoff_max_ms));
+                    }
+                    Err(e) => warn!(error = %e, "consume error"),
+                }
+            }
+        }
+    }
+
+    let abandoned = inflight.len();
+    drop(inflight);
+    commit_stored(&consumer, "shutdown");
+    if let Err(e) = producer.flush(Duration::from_secs(5)) {
+        debug!(error = %e, "producer flush at exit");
+    }
+    if abandoned == 0 {
+        info!("drained: every consumed record was acknowledged and committed");
+        Ok(RunOutcome::Drained)
+    } else {
+        warn!(
+            abandoned,
+            "drain timed out: unacknowledged records will be consumed again"
+        );
+        Ok(RunOutcome::DrainTimedOut { abandoned })
+    }
+}
+
+fn lock(tracker: &Mutex<OffsetTracker>) -> MutexGuard<'_, OffsetTracker> {
+    tracker.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The parts of the loop that turn one consumed record into one output record.
+struct Shell<'s> {
+    settings: &'s Settings,
+    codec: &'s EnvelopeCodec,
+    options: &'s NormalizeOptions,
+}
+
+impl Shell<'_> {
+    async fn output_for(
+        &self,
+        message: &BorrowedMessage<'_>,
+        router: &mut Router,
+        topics: &mut TopicCreator,
+        reasons_seen: &mut [bool; RejectReason::ALL.len()],
+    ) -> (OutRecord, bool) {
+        let headers = RecordHeaders(message.headers());
+        let body = message.payload().unwrap_or_default();
+        let ingest = IngestMeta {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
+        };
+        let rejection = match normalize(body, &headers, &ingest, self.options) {
+            Ok(envelope) => {
+                let mut route = router.route(&envelope.event_type);
+                if route.catch_all.is_none()
+                    && !topics.is_ready(&route.topic)
+                    && let Err(e) = topics.ensure(std::slice::from_ref(&route.topic)).await
+                {
+                    if e.is_transient() {
+                        // Broker trouble: produce to the topic anyway; delivery is
+                        // re-sent until the next record's attempt creates it.
+                        warn!(error = %e, event_type = %envelope.event_type, "cannot create topic yet");
+                    } else {
+                        error!(error = %e, event_type = %envelope.event_type, "topic refused: routing this type to the catch-all topic");
+                        router.mark_unavailable(&envelope.event_type);
+                        route = router.route(&envelope.event_type);
+                    }
+                }
+                if let Some(reason) = route.catch_all
+                    && route.first_catch_all_for_type
+                {
+                    warn!(event_type = %envelope.event_type, ?reason, topic = %route.topic, "routing a new event type to the catch-all topic");
+                }
+                let mut value = Vec::with_capacity(256 + envelope.payload.len());
+                match self.codec.encode_single_object_into(&envelope, &mut value) {
+                    Ok(()) => {
+                        debug!(event_type = %envelope.event_type, topic = %route.topic, "normalised");
+                        let record = envelope_record(
+                            route.topic,
+                            &envelope,
+                            value,
+                            headers.pairs(),
+                            &self.settings.output.drop_headers,
+                        );
+                        return (record, false);
+                    }
+                    // A defect (schema and envelope disagree): keep the record, say why.
+                    Err(e) => crate::rejection::Rejection::new(
+                        RejectReason::InvalidField,
+                        format!("envelope could not be encoded: {e}"),
+                    ),
+                }
+            }
+            Err(rejection) => rejection,
+        };
+        let idx = RejectReason::ALL
+            .iter()
+            .position(|r| *r == rejection.reason)
+            .unwrap_or(0);
+        if !std::mem::replace(&mut reasons_seen[idx], true) {
+            warn!(reason = rejection.reason.code(), message = %rejection.message, "dead-lettering records (first of this reason)");
+        }
+        debug!(
+            reason = rejection.reason.code(),
+            topic = ingest.topic,
+            partition = ingest.partition,
+            offset = ingest.offset,
+            "dead-lettered"
+        );
+        let record = dead_letter_record(
+            self.settings.output.dead_letter_topic.clone(),
+            message.key(),
+            message.payload(),
+            headers.pairs(),
+            &ingest,
+            &rejection,
+        );
+        (record, true)
+    }
+}
+
+/// Produces one record until the broker acknowledges it.
+async fn deliver(
+    producer: FutureProducer,
+    record: OutRecord,
+    ticket: Ticket,
+    dead_letter: bool,
+    health: Arc<Health>,
+    backoff_max_ms: u64,
+) -> Delivered {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: value.as_deref(),
+        });
+    }
+    let mut backoff = Backoff::new(backoff_max_ms);
+    let mut failing = false;
+    loop {
+        let mut fr: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&record.topic).headers(headers.clone());
+        if let Some(k) = &record.key {
+            fr = fr.key(k.as_slice());
+        }
+        if let Some(v) = &record.value {
+            fr = fr.payload(v.as_slice());
+        }
+        let error = match producer.send_result(fr) {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => break,
+                Ok(Err((e, _))) => e,
+                Err(_canceled) => KafkaError::Canceled,
+            },
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // librdkafka's queue is full: wait for it to drain a little.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            Err((e, _)) => e,
+        };
+        if !failing {
+            failing = true;
+            health.failing_records.fetch_add(1, Ordering::Relaxed);
+            warn!(error = %error, topic = %record.topic, "produce failed; re-sending with backoff (partition held)");
+        }
+        backoff.wait().await;
+    }
+    if failing {
+        health.failing_records.fetch_sub(1, Ordering::Relaxed);
+        info!(topic = %record.topic, "produce recovered");
+    }
+    Delivered {
+        ticket,
+        dead_letter,
+    }
+}
+
+/// Exponential backoff from 100 ms to a cap.
+struct Backoff {
+    next_ms: u64,
+    max_ms: u64,
+}
+
+impl Backoff {
+    fn new(max_ms: u64) -> Self {
+        Backoff {
+            next_ms: 100.min(max_ms),
+            max_ms,
+        }
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(Duration::from_millis(self.next_ms)).await;
+        self.next_ms = (self.next_ms * 2).min(self.max_ms);
+    }
+}
+
+/// Now, ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

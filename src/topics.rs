@@ -1,0 +1,212 @@
+//! Output topics: created with the admin API (at start-up for the known
+//! types, on first use for the rest), with a clear error when the cluster
+//! refuses.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::{Settings, TopicSettings};
+use crate::event_type::CATALOG;
+
+/// Data types Codat publishes `{dataType}.write.*` events for.
+pub const WRITE_DATA_TYPES: &[&str] = &[
+    "bills",
+    "bankTransactions",
+    "items",
+    "suppliers",
+    "directCosts",
+    "invoices",
+    "bankAccounts",
+    "purchaseOrders",
+    "billPayments",
+    "directIncomes",
+    "journalEntries",
+    "chartOfAccounts",
+    "billCreditNotes",
+    "creditNotes",
+    "customers",
+    "journals",
+    "transfers",
+    "payments",
+];
+
+/// Every event type known in advance: the catalog, the data-type writes and
+/// codat-stream's own connection type.
+pub fn known_event_types() -> Vec<String> {
+    let mut types: Vec<String> = CATALOG.iter().map(|t| (*t).to_owned()).collect();
+    for dt in WRITE_DATA_TYPES {
+        types.push(format!("{dt}.write.successful"));
+        types.push(format!("{dt}.write.unsuccessful"));
+    }
+    types.push(crate::legacy::mapping::CONNECTION_OTHER_TRANSITION.to_owned());
+    types
+}
+
+/// Why topics could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// The cluster answered with a refusal that retrying will not change.
+    #[error(
+        "the cluster refused to create topic {topic:?} ({code:?}): grant this client CREATE \
+         on it, create it yourself, or set topics.create = false if it exists"
+    )]
+    Refused {
+        /// The topic.
+        topic: String,
+        /// The broker's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// The request failed in a way that may pass (broker down, timeout).
+    #[error("cannot create topic {topic:?} yet: {source}")]
+    Transient {
+        /// The topic.
+        topic: String,
+        /// What failed.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+impl TopicError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TopicError::Transient { .. })
+    }
+}
+
+/// Creates output topics once each, remembering which exist.
+pub struct TopicCreator {
+    admin: AdminClient<DefaultClientContext>,
+    settings: TopicSettings,
+    ready: HashSet<String>,
+}
+
+impl TopicCreator {
+    /// A creator using the admin client configuration of `settings`.
+    pub fn new(settings: &Settings) -> Result<Self, KafkaError> {
+        Ok(TopicCreator {
+            admin: settings.admin_config().create()?,
+            settings: settings.topics.clone(),
+            ready: HashSet::new(),
+        })
+    }
+
+    /// Whether `topic` is known to exist.
+    pub fn is_ready(&self, topic: &str) -> bool {
+        !self.settings.create || self.ready.contains(topic)
+    }
+
+    /// Makes sure each topic exists, creating the missing ones. Topics that
+    /// already exist are fine, even when the client may not create topics.
+    pub async fn ensure(&mut self, topics: &[String]) -> Result<(), TopicError> {
+        if !self.settings.create {
+            return Ok(());
+        }
+        let missing: Vec<&String> = topics.iter().filter(|t| !self.ready.contains(*t)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let replication_factor = self.settings.replication_factor;
+        let new_topics: Vec<NewTopic> = missing
+            .iter()
+            .map(|t| {
+                let mut nt = NewTopic::new(
+                    t,
+                    self.settings.partitions,
+                    TopicReplication::Fixed(replication_factor),
+                );
+                for (k, v) in &self.settings.configs {
+                    nt = nt.set(k, v);
+                }
+                nt
+            })
+            .collect();
+        let timeout = Duration::from_millis(self.settings.request_timeout_ms);
+        let options = AdminOptions::new()
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
+        let results = self
+            .admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|source| TopicError::Transient {
+                topic: missing[0].clone(),
+                source,
+            })?;
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(topic) | Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    self.ready.insert(topic);
+                }
+                Err((topic, code)) if is_refusal(code) => {
+                    // Refused, but it may exist already (created by an operator).
+                    if self.exists(&topic, timeout) {
+                        self.ready.insert(topic);
+                    } else {
+                        first_error.get_or_insert(TopicError::Refused { topic, code });
+                    }
+                }
+                Err((topic, code)) => {
+                    first_error.get_or_insert(TopicError::Transient {
+                        topic,
+                        source: KafkaError::AdminOp(code),
+                    });
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Blocks on a metadata request: only called after a refusal, which is rare.
+    fn exists(&self, topic: &str, timeout: Duration) -> bool {
+        self.admin
+            .inner()
+            .fetch_metadata(Some(topic), timeout)
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none())
+            })
+            .unwrap_or(false)
+    }
+}
+
+fn is_refusal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::InvalidPartitions
+            | RDKafkaErrorCode::InvalidReplicationFactor
+            | RDKafkaErrorCode::InvalidConfig
+            | RDKafkaErrorCode::InvalidRequest
+            | RDKafkaErrorCode::UnsupportedVersion
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_types_are_valid_and_distinct() {
+        let types = known_event_types();
+        let distinct: HashSet<_> = types.iter().collect();
+        assert_eq!(distinct.len(), types.len());
+        for t in &types {
+            crate::event_type::validate(t).unwrap();
+        }
+        assert!(types.contains(&"invoices.write.successful".to_string()));
+    }
+}
