@@ -545,8 +545,14 @@ mod tests {
             env(&[
                 ("CODAT_STREAM__KAFKA__BOOTSTRAP_SERVERS", "env:9092"),
                 ("CODAT_STREAM__KAFKA__COMMON__SASL_PASSWORD", "hunter2"),
-                ("CODAT_STREAM__KAFKA__CONSUMER__FETCH_MAX_BYTES", "104857600"),
-                ("CODAT_STREAM__KAFKA__PRODUCER__ENABLE_GAPLESS_GUARANTEE", "true"),
+                (
+                    "CODAT_STREAM__KAFKA__CONSUMER__FETCH_MAX_BYTES",
+                    "104857600",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__PRODUCER__ENABLE_GAPLESS_GUARANTEE",
+                    "true",
+                ),
                 ("CODAT_STREAM__INGEST__TOPICS", "x,y,z"),
                 ("OTHER__KAFKA__BOOTSTRAP_SERVERS", "ignored"),
             ]),

@@ -335,6 +335,12 @@ pub async fn run(
     if let Err(e) = producer.flush(Duration::from_secs(5)) {
         debug!(error = %e, "producer flush at exit");
     }
+    info!(
+        consumed = health.consumed.load(Ordering::Relaxed),
+        acknowledged = health.acknowledged.load(Ordering::Relaxed),
+        dead_lettered = health.dead_lettered.load(Ordering::Relaxed),
+        "codat-stream stopped"
+    );
     if abandoned == 0 {
         info!("drained: every consumed record was acknowledged and committed");
         Ok(RunOutcome::Drained)
@@ -423,7 +429,7 @@ impl Shell<'_> {
             .position(|r| *r == rejection.reason)
             .unwrap_or(0);
         if !std::mem::replace(&mut reasons_seen[idx], true) {
-            warn!(reason = rejection.reason.code(), message = %rejection.message, "dead-lettering records (first of this reason)");
+            warn!(reason = rejection.reason.code(), detail = %rejection.message, "dead-lettering records (first of this reason)");
         }
         debug!(
             reason = rejection.reason.code(),

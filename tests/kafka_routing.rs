@@ -1,0 +1,195 @@
+//! Against a real broker (tansu): every published example lands on the
+//! topic of its type with the right key and headers, decodable with the
+//! schema in schemas/; bad bodies land on the dead-letter topic byte for
+//! byte with reason headers; SIGTERM exits 0.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use apache_avro::Schema;
+use apache_avro::reader::single_object::GenericSingleObjectReader;
+use codat_stream::Envelope;
+use rdkafka::Message;
+use support::*;
+
+fn expected_rows() -> Vec<(String, String, String, String)> {
+    std::fs::read_to_string(fixtures().join("expected.tsv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            (
+                c[0].to_owned(),
+                c[1].to_owned(),
+                c[2].to_owned(),
+                c[3].to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
+    let broker = Broker::start(Storage::Memory);
+    let names = Names::new();
+    broker.create_topic(&names.ingest, 3);
+
+    // Every published example, keyed and with a webhook-id header.
+    let mut inputs = Vec::new();
+    let mut expect: HashMap<String, (String, String)> = HashMap::new(); // webhook-id -> (type, company)
+    for (i, (fixture, ty, _id, company)) in expected_rows().into_iter().enumerate() {
+        let webhook_id = format!("msg_fixture_{i}");
+        let body = std::fs::read(fixtures().join(&fixture)).unwrap();
+        inputs.push(Input {
+            key: Some(format!("in-key-{i}").into_bytes()),
+            value: body,
+            headers: vec![
+                ("webhook-id".into(), Some(webhook_id.clone().into_bytes())),
+                ("Authorization".into(), Some(b"Bearer secret".to_vec())),
+            ],
+        });
+        expect.insert(webhook_id, (ty, company));
+    }
+    // Bodies that must be dead-lettered untouched, with the reason.
+    let oversize = format!(r#"{{"type":"hello.world","data":"{}"}}"#, "x".repeat(5000));
+    let bad: Vec<(Vec<u8>, &str)> = vec![
+        (b"\xff\xfe\x00 not utf-8".to_vec(), "invalid_utf8"),
+        (b"this is not json".to_vec(), "invalid_json"),
+        (b"[1,2,3]".to_vec(), "not_an_object"),
+        (br#"{"hello":"world"}"#.to_vec(), "unknown_shape"),
+        (
+            br#"{"id":"x","eventType":"../../etc","payload":{}}"#.to_vec(),
+            "invalid_event_type",
+        ),
+        (oversize.into_bytes(), "body_too_large"),
+    ];
+    for (i, (body, _)) in bad.iter().enumerate() {
+        inputs.push(Input {
+            key: Some(format!("bad-key-{i}").into_bytes()),
+            value: body.clone(),
+            headers: vec![
+                ("x-origin".into(), Some(b"test".to_vec())),
+                ("x-null".into(), None),
+            ],
+        });
+    }
+    produce(&broker.bootstrap(), &names.ingest, &inputs);
+
+    let mut connector = Connector::start(
+        &broker.bootstrap(),
+        &names,
+        &[("CODAT_STREAM__NORMALIZE__MAX_BODY_BYTES", "4096")],
+    );
+    connector.wait_started(Duration::from_secs(60));
+    let out = consume_until(
+        &broker.bootstrap(),
+        |t| is_output(&names, t),
+        Duration::from_secs(60),
+        |m| m.len() >= inputs.len(),
+    );
+    assert_eq!(
+        out.len(),
+        inputs.len(),
+        "one output per input; connector log: {}",
+        connector.raw_log_text()
+    );
+
+    let schema = Schema::parse_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/envelope.avsc"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let reader = GenericSingleObjectReader::builder()
+        .schema(schema)
+        .build()
+        .unwrap();
+    let mut dead = Vec::new();
+    for m in &out {
+        if m.topic() == names.dlq {
+            dead.push(m);
+            continue;
+        }
+        // Decoded with apache-avro's own single-object reader and the .avsc file.
+        let value = reader.read_value(&mut m.payload().unwrap()).unwrap();
+        let env: Envelope<'static> = apache_avro::from_value(&value).unwrap();
+        let webhook_id = header_str(m, "webhook-id").expect("ingest headers are carried over");
+        let (ty, company) = &expect[&webhook_id];
+        assert_eq!(&env.event_type, ty);
+        assert_eq!(m.topic(), format!("{}{}", names.prefix, ty));
+        assert_eq!(env.company_id.as_deref().unwrap_or(""), company);
+        assert_eq!(
+            m.key(),
+            Some(env.routing_key().as_bytes()),
+            "key = company, else client, else id"
+        );
+        assert_eq!(header_str(m, "ce_id").as_deref(), Some(env.id.as_ref()));
+        assert_eq!(header_str(m, "ce_type").as_deref(), Some(ty.as_str()));
+        assert_eq!(header_str(m, "ce_specversion").as_deref(), Some("1.0"));
+        assert_eq!(
+            header_str(m, "ce_source").as_deref(),
+            Some("urn:codat:webhooks")
+        );
+        assert!(header_str(m, "ce_time").is_some());
+        assert_eq!(
+            header_str(m, "ce_subject"),
+            env.company_id.as_deref().map(str::to_owned)
+        );
+        assert_eq!(
+            header_str(m, "content-type").as_deref(),
+            Some("application/avro")
+        );
+        assert_eq!(
+            header(m, "Authorization"),
+            None,
+            "credentials are not copied to outputs"
+        );
+        assert_eq!(env.ingest.topic, names.ingest);
+        assert_eq!(env.ingest.webhook_id.as_deref(), Some(webhook_id.as_str()));
+    }
+    assert_eq!(dead.len(), bad.len());
+    for m in dead {
+        let (body, reason) = bad
+            .iter()
+            .find(|(b, _)| m.payload() == Some(b.as_slice()))
+            .expect("dead letter is byte-identical to an input");
+        assert_eq!(
+            header_str(m, "codat_stream.dlq.reason").as_deref(),
+            Some(*reason)
+        );
+        assert!(header_str(m, "codat_stream.dlq.message").is_some_and(|s| !s.is_empty()));
+        assert_eq!(
+            header_str(m, "codat_stream.dlq.topic").as_deref(),
+            Some(names.ingest.as_str())
+        );
+        assert!(header_str(m, "codat_stream.dlq.offset").is_some_and(|o| o.parse::<i64>().is_ok()));
+        assert!(header_str(m, "codat_stream.dlq.partition").is_some());
+        assert!(header_str(m, "codat_stream.dlq.timestamp").is_some());
+        assert_eq!(
+            header_str(m, "x-origin").as_deref(),
+            Some("test"),
+            "original headers kept"
+        );
+        let i = bad.iter().position(|(b, _)| b == body).unwrap();
+        assert_eq!(
+            m.key(),
+            Some(format!("bad-key-{i}").as_bytes()),
+            "original key kept"
+        );
+    }
+
+    connector.sigterm();
+    let status = connector.wait_exit(Duration::from_secs(30));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "graceful exit; log: {}",
+        connector.raw_log_text()
+    );
+    assert!(connector.logged("drained"));
+}

@@ -1,0 +1,570 @@
+//! Test support for the real-broker tests: a tansu broker process per test
+//! on a free loopback port, the real `codat-stream` binary as a child
+//! process, and produce/consume helpers. Nothing here sleeps to
+//! synchronise: every wait is a poll of a condition with a deadline.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// The pinned broker; scripts/test.sh installs it.
+pub const TANSU: &str = "tansu";
+
+/// Polls `cond` every 20 ms until it holds or `within` passes.
+pub fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child when the parent thread dies, even on abort.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// How the broker keeps data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Nothing survives a restart.
+    Memory,
+    /// A SQLite file in the broker's directory: survives a restart.
+    Sqlite,
+}
+
+/// A tansu broker process, killed on drop.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    storage: Storage,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start(storage: Storage) -> Broker {
+        let mut b = Broker {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            storage,
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker process (again), on the same port and storage.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let engine = match self.storage {
+            Storage::Memory => "memory://tansu/".to_owned(),
+            Storage::Sqlite => "sqlite://tansu.db".to_owned(),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .unwrap();
+        let mut cmd = Command::new(TANSU);
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            &engine,
+        ])
+        .current_dir(self.dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        die_with_parent(&mut cmd);
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {TANSU} (run scripts/test.sh to install it): {e}")
+        }));
+        let port = self.port;
+        wait_for("the broker to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// Kills the broker process (SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .unwrap();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let results = rt
+            .block_on(admin.create_topics(
+                &[topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            ))
+            .unwrap();
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e:?}"));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One record to load into the ingest topic.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Input {
+    pub fn body(value: impl Into<Vec<u8>>) -> Input {
+        Input {
+            key: None,
+            value: value.into(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Produces every input to `topic` and waits for each acknowledgement.
+pub fn produce(bootstrap: &str, topic: &str, inputs: &[Input]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut pending = futures::stream::FuturesUnordered::new();
+        for input in inputs {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &input.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: v.as_deref(),
+                });
+            }
+            let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .payload(input.value.as_slice())
+                .headers(headers);
+            if let Some(k) = &input.key {
+                r = r.key(k.as_slice());
+            }
+            loop {
+                match producer.send_result(r) {
+                    Ok(f) => {
+                        pending.push(f);
+                        break;
+                    }
+                    Err((_, back)) => {
+                        r = back;
+                        // Queue full: let deliveries complete.
+                        use futures::StreamExt;
+                        let _ = pending.next().await;
+                    }
+                }
+            }
+        }
+        use futures::StreamExt;
+        while let Some(d) = pending.next().await {
+            d.unwrap()
+                .unwrap_or_else(|(e, _)| panic!("produce failed: {e}"));
+        }
+    });
+}
+
+/// Consumes every topic `select` accepts (re-checking the topic list as
+/// topics appear) from the beginning until `want(records so far)` holds or
+/// `within` passes; returns what was read. Counting by consuming: tansu's
+/// high watermarks can trail the records really there.
+pub fn consume_until(
+    bootstrap: &str,
+    select: impl Fn(&str) -> bool,
+    within: Duration,
+    mut want: impl FnMut(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "104857600")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut assigned: std::collections::HashSet<(String, i32)> = Default::default();
+    let mut next_refresh = Instant::now();
+    let mut got = Vec::new();
+    while !want(&got) && Instant::now() < deadline {
+        if Instant::now() >= next_refresh {
+            next_refresh = Instant::now() + Duration::from_millis(500);
+            if let Ok(metadata) = consumer.fetch_metadata(None, Duration::from_secs(5)) {
+                let mut tpl = TopicPartitionList::new();
+                for t in metadata.topics().iter().filter(|t| select(t.name())) {
+                    for p in t.partitions() {
+                        if assigned.insert((t.name().to_owned(), p.id())) {
+                            tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)
+                                .unwrap();
+                        }
+                    }
+                }
+                if tpl.count() > 0 {
+                    consumer.incremental_assign(&tpl).unwrap();
+                }
+            }
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            got.push(m.unwrap().detach());
+        }
+    }
+    got
+}
+
+/// All topics whose names start with `prefix`.
+pub fn topics_with_prefix(bootstrap: &str, prefix: &str) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// The value of header `name` of a record.
+pub fn header(m: &OwnedMessage, name: &str) -> Option<Vec<u8>> {
+    m.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value.map(<[u8]>::to_vec))
+}
+
+/// The header's value as text.
+pub fn header_str(m: &OwnedMessage, name: &str) -> Option<String> {
+    header(m, name).map(|v| String::from_utf8(v).unwrap())
+}
+
+/// Names for one connector deployment under test.
+#[derive(Clone, Debug)]
+pub struct Names {
+    pub ingest: String,
+    pub group: String,
+    pub prefix: String,
+    pub dlq: String,
+    pub catch_all: String,
+}
+
+impl Names {
+    pub fn new() -> Names {
+        let id = unique("t").replace('-', "_");
+        Names {
+            ingest: format!("{id}.ingest"),
+            group: format!("{id}.group"),
+            prefix: format!("{id}.out."),
+            dlq: format!("{id}.dlq"),
+            catch_all: format!("{id}.unrouted"),
+        }
+    }
+}
+
+/// A running `codat-stream run` process, killed on drop. Its JSON log lines
+/// are collected as they come.
+pub struct Connector {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub raw_log: PathBuf,
+}
+
+impl Connector {
+    pub fn start(bootstrap: &str, names: &Names, extra_env: &[(&str, &str)]) -> Connector {
+        let dir = std::env::temp_dir().join(unique("connector-log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_codat-stream"));
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CODAT_STREAM__KAFKA__BOOTSTRAP_SERVERS", bootstrap)
+            .env("CODAT_STREAM__INGEST__TOPICS", &names.ingest)
+            .env("CODAT_STREAM__INGEST__GROUP_ID", &names.group)
+            .env("CODAT_STREAM__OUTPUT__TOPIC_PREFIX", &names.prefix)
+            .env("CODAT_STREAM__OUTPUT__DEAD_LETTER_TOPIC", &names.dlq)
+            .env("CODAT_STREAM__OUTPUT__CATCH_ALL_TOPIC", &names.catch_all)
+            .env("CODAT_STREAM__TOPICS__PARTITIONS", "2")
+            .env("CODAT_STREAM__KAFKA__CONSUMER__SESSION_TIMEOUT_MS", "6000")
+            .env(
+                "CODAT_STREAM__KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS",
+                "500",
+            )
+            .env(
+                "CODAT_STREAM__KAFKA__CONSUMER__FETCH_MAX_BYTES",
+                "104857600",
+            )
+            .env(
+                "CODAT_STREAM__KAFKA__COMMON__TOPIC_METADATA_REFRESH_INTERVAL_MS",
+                "1000",
+            )
+            .env("CODAT_STREAM__LOG__FORMAT", "json")
+            .env("CODAT_STREAM__LOG__LEVEL", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let raw_log = dir.with_extension("log");
+        let raw_path = raw_log.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut raw = std::fs::File::create(raw_path).unwrap();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(raw, "{line}");
+                if let Ok(v) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        Connector {
+            child,
+            log,
+            raw_log,
+        }
+    }
+
+    /// Whether some log line's message contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"].as_str().is_some_and(|m| m.contains(text)))
+    }
+
+    /// The log lines whose message contains `text`.
+    pub fn lines(&self, text: &str) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l["message"].as_str().is_some_and(|m| m.contains(text)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn wait_started(&self, within: Duration) {
+        wait_for("the connector to start", within, || {
+            self.logged("partitions assigned")
+        });
+    }
+
+    pub fn sigterm(&self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "connector did not exit within {within:?}; log: {}",
+                self.raw_log.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn raw_log_text(&self) -> String {
+        std::fs::read_to_string(&self.raw_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` valid webhook bodies of every shape, each with a unique id, plus
+/// every `invalid_every`-th one an invalid body. Returns the inputs and the
+/// id each is expected under (envelope `ce_id`, or for dead letters the body).
+pub fn generated_inputs(n: usize, invalid_every: usize) -> Vec<(Input, String)> {
+    (0..n)
+        .map(|i| {
+            let id = format!("gen-{i:08}");
+            let company = format!("company-{}", i % 97);
+            if invalid_every > 0 && i % invalid_every == invalid_every - 1 {
+                let body = format!("not json {id}");
+                return (Input::body(body.clone()), body);
+            }
+            let body = match i % 4 {
+                0 => format!(r#"{{"id":"{id}","eventType":"connection.failed","generatedDate":"2024-08-08T17:10:34.015Z","payload":{{"referenceCompany":{{"id":"{company}"}},"connection":{{"id":"c-{i}","status":"PendingAuth"}}}}}}"#),
+                1 => format!(r#"{{"ClientId":"cl","CompanyId":"{company}","DataConnectionId":"dc-{i}","RuleId":"r","RuleType":"Push Operation Status Changed()","AlertId":"{id}","Message":"m","Data":{{"dataType":"invoices","status":"Success","pushOperationKey":"k-{i}"}}}}"#),
+                2 => format!(r#"{{"ClientId":"cl","CompanyId":"{company}","RuleType":"DataConnectionStatusChanged","AlertId":"{id}","Data":{{"newStatus":"Linked","oldStatus":"PendingAuth"}}}}"#),
+                _ => format!(r#"{{"id":"{id}","eventType":"read.completed","payload":{{"referenceCompany":{{"id":"{company}"}},"dataTypes":[{{"dataType":"invoices","connectionId":"d"}}]}}}}"#),
+            };
+            (Input { key: Some(company.into_bytes()), value: body.into_bytes(), headers: vec![("webhook-id".into(), Some(format!("msg_{i}").into_bytes()))] }, id)
+        })
+        .collect()
+}
+
+/// The id a consumed output record stands for: `ce_id` for envelopes, the
+/// body for dead letters.
+pub fn output_id(m: &OwnedMessage, dlq: &str) -> String {
+    if m.topic() == dlq {
+        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()
+    } else {
+        header_str(m, "ce_id").unwrap_or_default()
+    }
+}
+
+/// Whether `topic` is an output of the deployment (envelopes, catch-all, dead letters).
+pub fn is_output(names: &Names, topic: &str) -> bool {
+    topic.starts_with(&names.prefix) || topic == names.dlq || topic == names.catch_all
+}
+
+/// Reads the outputs until every expected id is present (or `within`
+/// passes); returns how often each id was seen.
+pub fn read_ids(
+    bootstrap: &str,
+    names: &Names,
+    expected: &[String],
+    within: Duration,
+) -> HashMap<String, usize> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut counted = 0;
+    let want: std::collections::HashSet<&String> = expected.iter().collect();
+    let mut found = 0;
+    consume_until(
+        bootstrap,
+        |t| is_output(names, t),
+        within,
+        |msgs| {
+            for m in &msgs[counted..] {
+                let id = output_id(m, &names.dlq);
+                let c = seen.entry(id.clone()).or_default();
+                *c += 1;
+                if *c == 1 && want.contains(&id) {
+                    found += 1;
+                }
+            }
+            counted = msgs.len();
+            found == want.len()
+        },
+    );
+    seen
+}
+
+/// Asserts every expected id was seen at least once.
+pub fn assert_all_seen(seen: &HashMap<String, usize>, expected: &[String]) {
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} ids missing from the output, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+/// Path of the repository's fixtures.
+pub fn fixtures() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+}
