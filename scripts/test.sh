@@ -4,6 +4,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+TANSU_VERSION=0.6.0
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "== installing ${need_apt[*]} (C toolchain and headers for librdkafka)"
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# The real-broker tests start tansu (a Kafka-compatible broker) themselves.
+if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    echo "== installing tansu $TANSU_VERSION (a few minutes, once per machine)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+
 echo "== format"
 cargo fmt --all -- --check
 echo "== lint"

@@ -420,8 +420,11 @@ impl Settings {
     /// librdkafka configuration of the producer.
     pub fn producer_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
+        // Never time a message out: the ingest topic is durable, so waiting
+        // out a broker outage in librdkafka (which retries in order, keeping
+        // idempotence) beats failing deliveries and re-sending them.
         c.set("linger.ms", "5")
-            .set("message.timeout.ms", "30000")
+            .set("message.timeout.ms", "0")
             .set("compression.type", "lz4");
         apply(&mut c, &self.kafka.common);
         apply(&mut c, &self.kafka.producer);
@@ -620,6 +623,13 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{k}={v}: {err}");
         }
+    }
+
+    #[test]
+    fn the_shipped_example_config_documents_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/codat-stream.example.toml"));
+        let s = Settings::load_with_env(Some(path), env(&[])).unwrap();
+        assert_eq!(s, Settings::default());
     }
 
     #[test]

@@ -188,6 +188,24 @@ fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>, when: &str) {
     }
 }
 
+/// Producer callbacks: client errors mark the brokers unreachable, so
+/// readiness drops during an outage even while nothing is consumed.
+pub struct ProducerHealth {
+    health: Arc<Health>,
+}
+
+impl ClientContext for ProducerHealth {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            if !self.health.brokers_down.swap(true, Ordering::Relaxed) {
+                warn!(%error, reason, "kafka producer error: every broker is unreachable");
+            }
+        } else {
+            warn!(%error, reason, "kafka producer error");
+        }
+    }
+}
+
 /// Headers of a consumed record, for the normaliser.
 struct RecordHeaders<'m>(Option<&'m rdkafka::message::BorrowedHeaders>);
 
@@ -230,7 +248,12 @@ pub async fn run(
     };
     let consumer: StreamConsumer<IngestContext> =
         settings.consumer_config().create_with_context(context)?;
-    let producer: FutureProducer = settings.producer_config().create()?;
+    let producer: FutureProducer<ProducerHealth> =
+        settings
+            .producer_config()
+            .create_with_context(ProducerHealth {
+                health: health.clone(),
+            })?;
     let mut router = Router::new(&settings.output, &settings.ingest.topics);
     let mut topics = TopicCreator::new(&settings)?;
     let mut shutdown = pin!(shutdown);
@@ -405,7 +428,7 @@ impl Shell<'_> {
                 let mut value = Vec::with_capacity(256 + envelope.payload.len());
                 match self.codec.encode_single_object_into(&envelope, &mut value) {
                     Ok(()) => {
-                        debug!(event_type = %envelope.event_type, topic = %route.topic, "normalised");
+                        debug!(event_type = %envelope.event_type, topic = %route.topic, partition = ingest.partition, offset = ingest.offset, "normalised");
                         let record = envelope_record(
                             route.topic,
                             &envelope,
@@ -452,7 +475,7 @@ impl Shell<'_> {
 
 /// Produces one record until the broker acknowledges it.
 async fn deliver(
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerHealth>,
     record: OutRecord,
     ticket: Ticket,
     dead_letter: bool,
@@ -479,7 +502,10 @@ async fn deliver(
         }
         let error = match producer.send_result(fr) {
             Ok(delivery) => match delivery.await {
-                Ok(Ok(_)) => break,
+                Ok(Ok(_)) => {
+                    health.brokers_down.store(false, Ordering::Relaxed);
+                    break;
+                }
                 Ok(Err((e, _))) => e,
                 Err(_canceled) => KafkaError::Canceled,
             },
@@ -492,14 +518,17 @@ async fn deliver(
         };
         if !failing {
             failing = true;
-            health.failing_records.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %error, topic = %record.topic, "produce failed; re-sending with backoff (partition held)");
+            // One warning when producing starts failing, not one per record.
+            if health.failing_records.fetch_add(1, Ordering::Relaxed) == 0 {
+                warn!(error = %error, topic = %record.topic, "produce failed; re-sending with backoff (partitions held)");
+            } else {
+                debug!(error = %error, topic = %record.topic, "produce failed");
+            }
         }
         backoff.wait().await;
     }
-    if failing {
-        health.failing_records.fetch_sub(1, Ordering::Relaxed);
-        info!(topic = %record.topic, "produce recovered");
+    if failing && health.failing_records.fetch_sub(1, Ordering::Relaxed) == 1 {
+        info!("produce recovered: every re-sent record acknowledged");
     }
     Delivered {
         ticket,
