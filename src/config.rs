@@ -627,7 +627,10 @@ mod tests {
 
     #[test]
     fn the_shipped_example_config_documents_the_defaults() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/codat-stream.example.toml"));
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/codat-stream.example.toml"
+        ));
         let s = Settings::load_with_env(Some(path), env(&[])).unwrap();
         assert_eq!(s, Settings::default());
     }

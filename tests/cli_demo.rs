@@ -10,7 +10,11 @@ fn demo_routes_every_sample_and_dead_letters_the_invalid_ones() {
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("Loaded 121 sample webhooks"), "{stdout}");
     assert!(stdout.contains("the pipeline ended Drained"), "{stdout}");
     assert!(stdout.contains("121 records landed on"), "{stdout}");
@@ -30,5 +34,8 @@ fn demo_routes_every_sample_and_dead_letters_the_invalid_ones() {
     assert_eq!(count("codat.connection.failed"), 2, "{stdout}");
     assert_eq!(count("codat.invoices.write.unsuccessful"), 5, "{stdout}");
     // One decoded envelope per topic.
-    assert!(stdout.contains("== codat.connection.failed (2 records), first one:\n{\"id\":"), "{stdout}");
+    assert!(
+        stdout.contains("== codat.connection.failed (2 records), first one:\n{\"id\":"),
+        "{stdout}"
+    );
 }

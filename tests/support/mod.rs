@@ -698,18 +698,42 @@ pub fn read_ids(
 /// until something else is written there: live traffic does that in
 /// production, the marker does it here. A record really lost cannot
 /// reappear this way.
-pub fn read_ids_nudged(bootstrap: &str, names: &Names, expected: &[String], within: Duration) -> HashMap<String, usize> {
-    let seen = read_ids(bootstrap, names, expected, within.min(Duration::from_secs(45)));
+pub fn read_ids_nudged(
+    bootstrap: &str,
+    names: &Names,
+    expected: &[String],
+    within: Duration,
+) -> HashMap<String, usize> {
+    let seen = read_ids(
+        bootstrap,
+        names,
+        expected,
+        within.min(Duration::from_secs(45)),
+    );
     if expected.iter().all(|id| seen.contains_key(id)) {
         return seen;
     }
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
-    let producer: rdkafka::producer::BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    for t in metadata.topics().iter().filter(|t| t.name() == names.ingest || is_output(names, t.name())) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for t in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == names.ingest || is_output(names, t.name()))
+    {
         for p in t.partitions() {
             let record: rdkafka::producer::BaseRecord<'_, (), [u8]> =
-                rdkafka::producer::BaseRecord::to(t.name()).partition(p.id()).payload(b"nudge".as_slice());
+                rdkafka::producer::BaseRecord::to(t.name())
+                    .partition(p.id())
+                    .payload(b"nudge".as_slice());
             producer.send(record).map_err(|(e, _)| e).unwrap();
         }
     }
