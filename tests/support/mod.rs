@@ -435,21 +435,15 @@ pub fn wait_group_accepts_new_member(bootstrap: &str, group: &str, topic: &str, 
     }
 }
 
-/// All topics whose names start with `prefix`.
-pub fn topics_with_prefix(bootstrap: &str, prefix: &str) -> Vec<String> {
+/// The cluster's metadata for every topic.
+pub fn cluster_metadata(bootstrap: &str) -> rdkafka::metadata::Metadata {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
-    let metadata = consumer
+    consumer
         .fetch_metadata(None, Duration::from_secs(10))
-        .unwrap();
-    metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_owned())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
+        .unwrap()
 }
 
 /// The value of header `name` of a record.
@@ -713,13 +707,7 @@ pub fn read_ids_nudged(
     if expected.iter().all(|id| seen.contains_key(id)) {
         return seen;
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .unwrap();
+    let metadata = cluster_metadata(bootstrap);
     let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
