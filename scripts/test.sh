@@ -17,11 +17,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # The real-broker tests start tansu (a Kafka-compatible broker) themselves.
+export PATH="$HOME/.cargo/bin:$PATH"
 if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
     echo "== installing tansu $TANSU_VERSION (a few minutes, once per machine)"
     cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
 fi
-export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== format"
 cargo fmt --all -- --check
