@@ -49,6 +49,10 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The operator's HTTP endpoint: /metrics, /healthz, /readyz.
+    pub http: HttpSettings,
+    /// Prometheus metrics.
+    pub metrics: MetricsSettings,
 }
 
 /// Broker connection; any librdkafka property can be passed through.
@@ -146,6 +150,42 @@ pub struct LogSettings {
     pub format: String,
     /// A tracing filter, e.g. `info` or `codat_stream=debug`; `RUST_LOG` wins.
     pub level: String,
+}
+
+/// The operator's HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address serving /metrics, /healthz and /readyz; empty disables it.
+    pub listen: String,
+    /// /healthz fails when the processing loop has not gone round for this long.
+    pub liveness_timeout_ms: u64,
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// How often librdkafka reports its statistics (broker round-trip time,
+    /// queues, consumer lag); 0 turns those metrics off.
+    pub kafka_statistics_interval_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "0.0.0.0:9464".into(),
+            liveness_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            kafka_statistics_interval_ms: 15_000,
+        }
+    }
 }
 
 impl Default for KafkaSettings {
@@ -368,6 +408,16 @@ impl Settings {
         if p.produce_retry_backoff_max_ms == 0 {
             return bad("pipeline.produce_retry_backoff_max_ms must be at least 1".into());
         }
+        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(format!(
+                "http.listen must be an address like 0.0.0.0:9464 (or empty to disable), not {:?}",
+                self.http.listen
+            ));
+        }
+        if self.http.liveness_timeout_ms < 1_000 {
+            return bad("http.liveness_timeout_ms must be at least 1000".into());
+        }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return bad(format!(
                 "log.format must be \"text\" or \"json\", not {:?}",
@@ -408,6 +458,7 @@ impl Settings {
             // however large the backlog.
             .set("queued.max.messages.kbytes", "16384")
             .set("queued.min.messages", "10000");
+        self.set_statistics_interval(&mut c);
         apply(&mut c, &self.kafka.common);
         apply(&mut c, &self.kafka.consumer);
         c.set("bootstrap.servers", &self.kafka.bootstrap_servers)
@@ -426,12 +477,20 @@ impl Settings {
         c.set("linger.ms", "5")
             .set("message.timeout.ms", "0")
             .set("compression.type", "lz4");
+        self.set_statistics_interval(&mut c);
         apply(&mut c, &self.kafka.common);
         apply(&mut c, &self.kafka.producer);
         c.set("bootstrap.servers", &self.kafka.bootstrap_servers)
             .set("enable.idempotence", "true")
             .set("acks", "all");
         c
+    }
+
+    fn set_statistics_interval(&self, c: &mut ClientConfig) {
+        c.set(
+            "statistics.interval.ms",
+            self.metrics.kafka_statistics_interval_ms.to_string(),
+        );
     }
 
     /// librdkafka configuration of the admin client.

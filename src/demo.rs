@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::body_file::split_bodies;
 use crate::config::Settings;
 use crate::envelope_avro::EnvelopeCodec;
+use crate::metrics::{Metrics, MetricsError};
 use crate::pipeline::{self, Health, RunOutcome};
 
 /// The bundled sample: every published Codat example plus invalid bodies.
@@ -63,6 +64,9 @@ pub enum DemoError {
         /// The time allowed.
         secs: u64,
     },
+    /// The metric registry could not be built.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     /// The pipeline task panicked.
     #[error("pipeline task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -87,6 +91,7 @@ pub async fn run(bodies: &[u8]) -> Result<DemoReport, DemoError> {
     let loaded = load(&bootstrap, &ingest_topic, bodies).await?;
 
     let health = Arc::new(Health::default());
+    let metrics = Arc::new(Metrics::new()?);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(pipeline::run(
         settings.clone(),
@@ -94,6 +99,7 @@ pub async fn run(bodies: &[u8]) -> Result<DemoReport, DemoError> {
             let _ = stopped.await;
         },
         health.clone(),
+        metrics,
     ));
     let secs = 60;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);

@@ -35,7 +35,7 @@ pub enum TypeOrigin {
 }
 
 impl TypeOrigin {
-    /// The Avro symbol, also used as a metric label.
+    /// The Avro symbol.
     pub fn symbol(self) -> &'static str {
         match self {
             TypeOrigin::CodatCatalog => "CODAT_CATALOG",
@@ -68,7 +68,7 @@ pub enum Shape {
 }
 
 impl Shape {
-    /// The Avro symbol, also used as a metric label.
+    /// The Avro symbol.
     pub fn symbol(self) -> &'static str {
         match self {
             Shape::Event => "EVENT",

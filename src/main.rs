@@ -11,6 +11,8 @@ use codat_stream::body_file::{outcome_line, split_bodies};
 use codat_stream::config::Settings;
 use codat_stream::demo;
 use codat_stream::envelope_avro::ENVELOPE_SCHEMA_JSON;
+use codat_stream::http;
+use codat_stream::metrics::Metrics;
 use codat_stream::pipeline::{self, Health, RunOutcome};
 use codat_stream::{IngestMeta, NormalizeOptions, normalize};
 use std::sync::Arc;
@@ -123,10 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logging(&settings.log.format, &settings.log.level);
             let runtime =
                 tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let outcome = runtime.block_on(async {
-                let health = Arc::new(Health::default());
-                pipeline::run(settings, shutdown_signal(), health).await
-            })?;
+            let outcome = runtime.block_on(run_connector(settings))?;
             Ok(match outcome {
                 RunOutcome::Drained => ExitCode::SUCCESS,
                 RunOutcome::DrainTimedOut { .. } => ExitCode::from(1),
@@ -141,6 +140,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `run`: the HTTP endpoint beside the pipeline, until a signal and the drain.
+async fn run_connector(settings: Settings) -> anyhow::Result<RunOutcome> {
+    let health = Arc::new(Health::default());
+    let metrics = Arc::new(Metrics::new()?);
+    let server = if settings.http.listen.is_empty() {
+        None
+    } else {
+        let listener = http::bind(&settings.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on http.listen {}", settings.http.listen))?;
+        let status = http::Status {
+            health: health.clone(),
+            metrics: metrics.clone(),
+            liveness_timeout_ms: settings.http.liveness_timeout_ms,
+        };
+        Some(tokio::spawn(http::serve(listener, status)))
+    };
+    let outcome = pipeline::run(settings, shutdown_signal(), health, metrics).await;
+    if let Some(server) = server {
+        server.abort();
+    }
+    Ok(outcome?)
 }
 
 fn print_demo(report: &demo::DemoReport) -> anyhow::Result<()> {

@@ -26,20 +26,23 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Message, TopicPartitionList};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
+use crate::envelope::Shape;
 use crate::envelope_avro::{AvroError, EnvelopeCodec};
+use crate::metrics::{Metrics, UNROUTED_TYPE_LABEL};
 use crate::normalize::{HeaderLookup, IngestMeta, NormalizeOptions, normalize};
 use crate::offsets::{OffsetTracker, Partition, Ticket};
 use crate::output::{OutRecord, dead_letter_record, envelope_record};
 use crate::rejection::RejectReason;
-use crate::routing::Router;
+use crate::routing::{CatchAllReason, Router};
 use crate::topics::{TopicCreator, TopicError, known_event_types};
 
 /// Liveness and readiness, shared with the HTTP endpoint and tests.
@@ -68,10 +71,31 @@ pub struct Health {
 impl Health {
     /// Ready: started, not draining, brokers reachable, nothing failing.
     pub fn is_ready(&self) -> bool {
-        self.started.load(Ordering::Relaxed)
-            && !self.draining.load(Ordering::Relaxed)
-            && !self.brokers_down.load(Ordering::Relaxed)
-            && self.failing_records.load(Ordering::Relaxed) == 0
+        self.not_ready_reasons().is_empty()
+    }
+
+    /// Why the connector is not ready; empty when it is.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if !self.started.load(Ordering::Relaxed) {
+            reasons.push("starting".to_owned());
+        }
+        if self.draining.load(Ordering::Relaxed) {
+            reasons.push("draining".to_owned());
+        }
+        if self.brokers_down.load(Ordering::Relaxed) {
+            reasons.push("brokers unreachable".to_owned());
+        }
+        let failing = self.failing_records.load(Ordering::Relaxed);
+        if failing > 0 {
+            reasons.push(format!("{failing} records failing to produce"));
+        }
+        reasons
+    }
+
+    /// Marks the loop as alive now.
+    pub fn beat(&self) {
+        self.last_loop_ms.store(now_ms(), Ordering::Relaxed);
     }
 }
 
@@ -106,6 +130,7 @@ pub enum PipelineError {
 struct IngestContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     topic_names: Mutex<HashMap<String, Arc<str>>>,
 }
 
@@ -133,9 +158,25 @@ impl ClientContext for IngestContext {
         }
         warn!(%error, reason, "kafka consumer error");
     }
+
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.record_statistics("consumer", &statistics);
+    }
 }
 
 impl ConsumerContext for IngestContext {
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.metrics.offset_commits.inc(),
+            // Nothing new to commit is not a failure.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                self.metrics.offset_commit_failures.inc();
+                warn!(error = %e, "offset commit failed");
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -157,15 +198,24 @@ impl ConsumerContext for IngestContext {
                 self.health
                     .assigned_partitions
                     .store(left, Ordering::Relaxed);
+                self.metrics.assigned_partitions.set(left as i64);
+                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
                 info!(revoked = %describe(tpl), "partitions revoked");
             }
             Rebalance::Assign(tpl) => {
-                self.health
+                let now = self
+                    .health
                     .assigned_partitions
-                    .fetch_add(tpl.count(), Ordering::Relaxed);
+                    .fetch_add(tpl.count(), Ordering::Relaxed)
+                    + tpl.count();
+                self.metrics.assigned_partitions.set(now as i64);
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 info!(assigned = %describe(tpl), "partitions assigned");
             }
-            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                self.metrics.rebalances.with_label_values(&["error"]).inc();
+                warn!(error = %e, "rebalance error");
+            }
         }
     }
 }
@@ -179,12 +229,13 @@ fn describe(tpl: &TopicPartitionList) -> String {
     parts.join(",")
 }
 
+/// Commits stored offsets now; the result is counted by `commit_callback`.
 fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>, when: &str) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => debug!(when, "offsets committed"),
         // Nothing new to commit.
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => warn!(error = %e, when, "offset commit failed"),
+        Err(e) => debug!(error = %e, when, "offset commit failed"),
     }
 }
 
@@ -192,6 +243,7 @@ fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>, when: &str) {
 /// readiness drops during an outage even while nothing is consumed.
 pub struct ProducerHealth {
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
 }
 
 impl ClientContext for ProducerHealth {
@@ -203,6 +255,10 @@ impl ClientContext for ProducerHealth {
         } else {
             warn!(%error, reason, "kafka producer error");
         }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.record_statistics("producer", &statistics);
     }
 }
 
@@ -226,10 +282,23 @@ impl<'m> RecordHeaders<'m> {
     }
 }
 
+/// What one output record is, for the metrics counted on acknowledgement.
+enum OutputKind {
+    /// An envelope; its counter is labelled by type and shape.
+    Envelope {
+        counter: prometheus::IntCounter,
+        /// The event's `time`, ms since the epoch.
+        event_time_ms: i64,
+    },
+    /// A dead letter; its counter is labelled by reason.
+    DeadLetter { counter: prometheus::IntCounter },
+}
+
 /// What a delivery task reports back.
 struct Delivered {
     ticket: Ticket,
-    dead_letter: bool,
+    kind: OutputKind,
+    consumed_at: std::time::Instant,
 }
 
 /// Runs the pipeline until `shutdown` completes, then drains and commits.
@@ -237,13 +306,17 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
 ) -> Result<RunOutcome, PipelineError> {
+    health.beat();
     let codec = EnvelopeCodec::new()?;
+    metrics.init_ingest_topics(&settings.ingest.topics);
     let options = settings.normalize_options();
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let context = IngestContext {
         tracker: tracker.clone(),
         health: health.clone(),
+        metrics: metrics.clone(),
         topic_names: Mutex::new(HashMap::new()),
     };
     let consumer: StreamConsumer<IngestContext> =
@@ -253,6 +326,7 @@ pub async fn run(
             .producer_config()
             .create_with_context(ProducerHealth {
                 health: health.clone(),
+                metrics: metrics.clone(),
             })?;
     let mut router = Router::new(&settings.output, &settings.ingest.topics);
     let mut topics = TopicCreator::new(&settings)?;
@@ -269,6 +343,7 @@ pub async fn run(
     startup.dedup();
     let mut backoff = Backoff::new(settings.pipeline.produce_retry_backoff_max_ms);
     loop {
+        health.beat();
         match topics.ensure(&startup).await {
             Ok(()) => break,
             Err(e) if e.is_transient() => {
@@ -296,14 +371,19 @@ pub async fn run(
         settings: &settings,
         codec: &codec,
         options: &options,
+        metrics: &metrics,
     };
+    // Keeps liveness and the in-flight gauge fresh while nothing arrives.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inflight = FuturesUnordered::new();
     let mut reasons_seen = [false; RejectReason::ALL.len()];
     let mut drain_deadline: Option<Instant> = None;
     let max_in_flight = settings.pipeline.max_in_flight;
 
     loop {
-        health.last_loop_ms.store(now_ms(), Ordering::Relaxed);
+        health.beat();
+        metrics.in_flight.set(inflight.len() as i64);
         if drain_deadline.is_some() && inflight.is_empty() {
             break;
         }
@@ -314,8 +394,17 @@ pub async fn run(
             Some(done) = inflight.next() => {
                 let done: Delivered = done;
                 health.acknowledged.fetch_add(1, Ordering::Relaxed);
-                if done.dead_letter {
-                    health.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                metrics.processing_latency.observe(done.consumed_at.elapsed().as_secs_f64());
+                match &done.kind {
+                    OutputKind::Envelope { counter, event_time_ms } => {
+                        counter.inc();
+                        let age_ms = (now_ms() - event_time_ms).max(0);
+                        metrics.event_age.observe(age_ms as f64 / 1000.0);
+                    }
+                    OutputKind::DeadLetter { counter } => {
+                        counter.inc();
+                        health.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 let stored = lock(&tracker).acknowledged(&done.ticket);
                 if let Some(offset) = stored {
@@ -334,17 +423,21 @@ pub async fn run(
             () = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
                 break;
             }
+            _ = tick.tick() => {}
             received = consumer.recv(), if drain_deadline.is_none() && inflight.len() < max_in_flight => {
                 match received {
                     Ok(message) => {
+                        let consumed_at = std::time::Instant::now();
                         health.brokers_down.store(false, Ordering::Relaxed);
                         health.consumed.fetch_add(1, Ordering::Relaxed);
+                        shell.count_consumed(&message);
                         let partition = consumer.context().partition(message.topic(), message.partition());
                         let ticket = lock(&tracker).consumed(partition, message.offset());
-                        let (record, dead_letter) = shell
+                        let (record, kind) = shell
                             .output_for(&message, &mut router, &mut topics, &mut reasons_seen)
                             .await;
-                        inflight.push(deliver(producer.clone(), record, ticket, dead_letter, health.clone(), settings.pipeline.produce_retry_backoff_max_ms));
+                        let delivered = Delivered { ticket, kind, consumed_at };
+                        inflight.push(deliver(producer.clone(), record, delivered, health.clone(), metrics.clone(), settings.pipeline.produce_retry_backoff_max_ms));
                     }
                     Err(e) => warn!(error = %e, "consume error"),
                 }
@@ -385,16 +478,31 @@ struct Shell<'s> {
     settings: &'s Settings,
     codec: &'s EnvelopeCodec,
     options: &'s NormalizeOptions,
+    metrics: &'s Metrics,
 }
 
 impl Shell<'_> {
+    fn count_consumed(&self, message: &BorrowedMessage<'_>) {
+        // Label by the subscribed topic only (a bounded, configured set).
+        let topic = message.topic();
+        self.metrics
+            .records_consumed
+            .with_label_values(&[topic])
+            .inc();
+        let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
+        self.metrics
+            .consumed_bytes
+            .with_label_values(&[topic])
+            .inc_by(bytes);
+    }
+
     async fn output_for(
         &self,
         message: &BorrowedMessage<'_>,
         router: &mut Router,
         topics: &mut TopicCreator,
         reasons_seen: &mut [bool; RejectReason::ALL.len()],
-    ) -> (OutRecord, bool) {
+    ) -> (OutRecord, OutputKind) {
         let headers = RecordHeaders(message.headers());
         let body = message.payload().unwrap_or_default();
         let ingest = IngestMeta {
@@ -420,11 +528,32 @@ impl Shell<'_> {
                         route = router.route(&envelope.event_type);
                     }
                 }
-                if let Some(reason) = route.catch_all
-                    && route.first_catch_all_for_type
-                {
-                    warn!(event_type = %envelope.event_type, ?reason, topic = %route.topic, "routing a new event type to the catch-all topic");
+                if let Some(reason) = route.catch_all {
+                    let cause = match reason {
+                        CatchAllReason::TopicCap => "topic_cap",
+                        CatchAllReason::TopicUnavailable => "topic_unavailable",
+                        CatchAllReason::IngestTopic => "ingest_topic",
+                    };
+                    self.metrics
+                        .catch_all_routed
+                        .with_label_values(&[cause])
+                        .inc();
+                    if route.first_catch_all_for_type {
+                        warn!(event_type = %envelope.event_type, ?reason, topic = %route.topic, "routing a new event type to the catch-all topic");
+                    }
                 }
+                let type_label = if route.catch_all.is_some() {
+                    UNROUTED_TYPE_LABEL
+                } else {
+                    &envelope.event_type
+                };
+                let kind = OutputKind::Envelope {
+                    counter: self
+                        .metrics
+                        .envelopes_produced
+                        .with_label_values(&[type_label, shape_label(envelope.shape)]),
+                    event_time_ms: envelope.time,
+                };
                 let mut value = Vec::with_capacity(256 + envelope.payload.len());
                 match self.codec.encode_single_object_into(&envelope, &mut value) {
                     Ok(()) => {
@@ -436,7 +565,7 @@ impl Shell<'_> {
                             headers.pairs(),
                             &self.settings.output.drop_headers,
                         );
-                        return (record, false);
+                        return (record, kind);
                     }
                     // A defect (schema and envelope disagree): keep the record, say why.
                     Err(e) => crate::rejection::Rejection::new(
@@ -451,6 +580,11 @@ impl Shell<'_> {
             .iter()
             .position(|r| *r == rejection.reason)
             .unwrap_or(0);
+        let reason = rejection.reason.code();
+        self.metrics
+            .parse_failures
+            .with_label_values(&[reason])
+            .inc();
         if !std::mem::replace(&mut reasons_seen[idx], true) {
             warn!(reason = rejection.reason.code(), detail = %rejection.message, "dead-lettering records (first of this reason)");
         }
@@ -469,7 +603,17 @@ impl Shell<'_> {
             &ingest,
             &rejection,
         );
-        (record, true)
+        let counter = self.metrics.dead_lettered.with_label_values(&[reason]);
+        (record, OutputKind::DeadLetter { counter })
+    }
+}
+
+/// The `shape` label of an envelope.
+fn shape_label(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Event => "event",
+        Shape::LegacyRule => "legacy",
+        Shape::Generic => "generic",
     }
 }
 
@@ -477,9 +621,9 @@ impl Shell<'_> {
 async fn deliver(
     producer: FutureProducer<ProducerHealth>,
     record: OutRecord,
-    ticket: Ticket,
-    dead_letter: bool,
+    delivered: Delivered,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     backoff_max_ms: u64,
 ) -> Delivered {
     let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
@@ -516,6 +660,15 @@ async fn deliver(
             }
             Err((e, _)) => e,
         };
+        let code = match &error {
+            KafkaError::MessageProduction(code) => format!("{code:?}"),
+            KafkaError::Canceled => "Canceled".to_owned(),
+            other => other
+                .rdkafka_error_code()
+                .map_or_else(|| "Other".to_owned(), |c| format!("{c:?}")),
+        };
+        metrics.produce_errors.with_label_values(&[&code]).inc();
+        metrics.produce_retries.inc();
         if !failing {
             failing = true;
             // One warning when producing starts failing, not one per record.
@@ -530,10 +683,7 @@ async fn deliver(
     if failing && health.failing_records.fetch_sub(1, Ordering::Relaxed) == 1 {
         info!("produce recovered: every re-sent record acknowledged");
     }
-    Delivered {
-        ticket,
-        dead_letter,
-    }
+    delivered
 }
 
 /// Exponential backoff from 100 ms to a cap.

@@ -183,6 +183,101 @@ fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
         );
     }
 
+    // The metrics count exactly what was sent: per type, per reason.
+    let mut per_type: HashMap<&str, f64> = HashMap::new();
+    for (ty, _) in expect.values() {
+        *per_type.entry(ty.as_str()).or_default() += 1.0;
+    }
+    let total = inputs.len() as f64;
+    wait_for("every output counted", Duration::from_secs(30), || {
+        let m = connector.metrics();
+        m.sum("codat_stream_envelopes_produced_total", &[])
+            + m.sum("codat_stream_dead_lettered_total", &[])
+            == total
+    });
+    let m = connector.metrics();
+    assert_eq!(
+        m.sum(
+            "codat_stream_records_consumed_total",
+            &[("topic", &names.ingest)]
+        ),
+        total
+    );
+    assert!(m.sum("codat_stream_consumed_bytes_total", &[]) > 0.0);
+    let counted_types = m.label_values("codat_stream_envelopes_produced_total", "event_type");
+    let mut sent_types: Vec<String> = per_type.keys().map(|t| t.to_string()).collect();
+    sent_types.sort();
+    assert_eq!(counted_types, sent_types);
+    for (ty, n) in &per_type {
+        assert_eq!(
+            m.sum(
+                "codat_stream_envelopes_produced_total",
+                &[("event_type", ty)]
+            ),
+            *n,
+            "envelopes of {ty}"
+        );
+    }
+    assert!(
+        m.sum(
+            "codat_stream_envelopes_produced_total",
+            &[("shape", "legacy")]
+        ) > 0.0
+    );
+    assert!(
+        m.sum(
+            "codat_stream_envelopes_produced_total",
+            &[("shape", "event")]
+        ) > 0.0
+    );
+    assert!(
+        m.sum(
+            "codat_stream_envelopes_produced_total",
+            &[("shape", "generic")]
+        ) > 0.0
+    );
+    for (_, reason) in &bad {
+        assert_eq!(
+            m.sum("codat_stream_dead_lettered_total", &[("reason", reason)]),
+            1.0,
+            "dead letters for {reason}"
+        );
+        assert_eq!(
+            m.sum("codat_stream_parse_failures_total", &[("reason", reason)]),
+            1.0,
+            "parse failures for {reason}"
+        );
+    }
+    assert_eq!(
+        m.sum("codat_stream_dead_lettered_total", &[]),
+        bad.len() as f64
+    );
+    assert_eq!(
+        m.sum("codat_stream_processing_latency_seconds_count", &[]),
+        total
+    );
+    assert_eq!(
+        m.sum("codat_stream_event_age_seconds_count", &[]),
+        total - bad.len() as f64
+    );
+    assert_eq!(m.sum("codat_stream_in_flight_records", &[]), 0.0);
+    assert!(m.sum("codat_stream_rebalances_total", &[("kind", "assign")]) >= 1.0);
+    assert!(m.sum("codat_stream_assigned_partitions", &[]) >= 1.0);
+    assert_eq!(m.sum("codat_stream_ready", &[]), 1.0);
+    // librdkafka statistics and commits arrive on their own intervals.
+    wait_for(
+        "librdkafka statistics and commits",
+        Duration::from_secs(30),
+        || {
+            let m = connector.metrics();
+            m.has("codat_stream_kafka_broker_rtt_seconds")
+                && m.has("codat_stream_consumer_lag")
+                && m.sum("codat_stream_offset_commits_total", &[]) >= 1.0
+        },
+    );
+    assert_eq!(connector.get("/healthz").map(|r| r.0), Some(200));
+    assert_eq!(connector.get("/readyz").map(|r| r.0), Some(200));
+
     connector.sigterm();
     let status = connector.wait_exit(Duration::from_secs(30));
     assert_eq!(

@@ -4,7 +4,7 @@
 //! synchronise: every wait is a poll of a condition with a deadline.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -488,11 +488,14 @@ pub struct Connector {
     pub child: Child,
     pub log: Arc<Mutex<Vec<serde_json::Value>>>,
     pub raw_log: PathBuf,
+    /// host:port of its /metrics, /healthz and /readyz endpoint.
+    pub http: String,
 }
 
 impl Connector {
     pub fn start(bootstrap: &str, names: &Names, extra_env: &[(&str, &str)]) -> Connector {
         let dir = std::env::temp_dir().join(unique("connector-log"));
+        let http = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_codat-stream"));
         cmd.arg("run")
             .env_clear()
@@ -515,6 +518,11 @@ impl Connector {
             )
             .env(
                 "CODAT_STREAM__KAFKA__COMMON__TOPIC_METADATA_REFRESH_INTERVAL_MS",
+                "1000",
+            )
+            .env("CODAT_STREAM__HTTP__LISTEN", &http)
+            .env(
+                "CODAT_STREAM__METRICS__KAFKA_STATISTICS_INTERVAL_MS",
                 "1000",
             )
             .env("CODAT_STREAM__LOG__FORMAT", "json")
@@ -547,7 +555,20 @@ impl Connector {
             child,
             log,
             raw_log,
+            http,
         }
+    }
+
+    /// GET `path` from its HTTP endpoint: (status, body); None when it does not answer.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&self.http, path)
+    }
+
+    /// Its metrics, parsed; panics when /metrics does not answer.
+    pub fn metrics(&self) -> Metrics {
+        let (status, body) = self.get("/metrics").expect("/metrics answers");
+        assert_eq!(status, 200);
+        Metrics::parse(&body)
     }
 
     /// Whether some log line's message contains `text`.
@@ -748,4 +769,88 @@ pub fn assert_all_seen(seen: &HashMap<String, usize>, expected: &[String]) {
 /// Path of the repository's fixtures.
 pub fn fixtures() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+}
+
+/// A plain HTTP/1.0 GET (so no chunked responses): (status, body), or None when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// Samples of a Prometheus text exposition: (name, labels) -> value.
+pub struct Metrics {
+    pub samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap();
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_owned(), BTreeMap::new()),
+                Some((name, rest)) => {
+                    let rest = rest.strip_suffix('}').unwrap();
+                    let mut labels = BTreeMap::new();
+                    // Label values here never hold `",` (our values are codes and names).
+                    for pair in rest.split("\",").filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once("=\"").unwrap();
+                        labels.insert(k.to_owned(), v.trim_end_matches('"').to_owned());
+                    }
+                    (name.to_owned(), labels)
+                }
+            };
+            samples.push((name, labels, value));
+        }
+        Metrics { samples }
+    }
+
+    /// The sum of every sample of `name` whose labels include `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// Whether any sample of `name` exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|(n, _, _)| n == name)
+    }
+
+    /// The label values of `label` over the samples of `name`.
+    pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .filter_map(|(_, l, _)| l.get(label).cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
 }
