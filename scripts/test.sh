@@ -11,9 +11,11 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
+# A real Prometheus and promtool check the shipped rules and dashboard.
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "== installing ${need_apt[*]} (C toolchain and headers for librdkafka)"
-    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+    echo "== installing ${need_apt[*]} (librdkafka's build needs; Prometheus for the observability tests)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
 # The real-broker tests start tansu (a Kafka-compatible broker) themselves.

@@ -132,3 +132,24 @@ fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
     *r.status_mut() = code;
     r
 }
+
+/// GETs `path` from `addr` (HTTP/1.0) and returns the status code: the
+/// container's health check, which has no curl.
+pub fn probe(addr: &str, path: &str, timeout: Duration) -> std::io::Result<u16> {
+    use std::io::{Error, ErrorKind, Read, Write};
+    let target = std::net::ToSocketAddrs::to_socket_addrs(addr)?
+        .next()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "address resolves to nothing"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    // The status line is all that is needed; bound what is read.
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidData, "not an HTTP response"))
+}

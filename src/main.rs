@@ -3,7 +3,7 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -41,6 +41,19 @@ enum Command {
     /// Run the real pipeline on an in-process mock Kafka cluster fed the
     /// bundled sample webhooks, then print what landed on each topic.
     Demo,
+    /// Ask a running connector's HTTP endpoint whether it is healthy; exit 0
+    /// if it answers 200, 1 otherwise (for container health checks).
+    Health(HealthArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct HealthArgs {
+    /// host:port of the connector's HTTP endpoint.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    address: String,
+    /// /healthz (alive) or /readyz (ready).
+    #[arg(long, default_value = "/healthz")]
+    path: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -129,6 +142,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(match outcome {
                 RunOutcome::Drained => ExitCode::SUCCESS,
                 RunOutcome::DrainTimedOut { .. } => ExitCode::from(1),
+            })
+        }
+        Command::Health(args) => {
+            let status = http::probe(&args.address, &args.path, Duration::from_secs(3))
+                .with_context(|| format!("no answer from {}{}", args.address, args.path))?;
+            println!("{}{}: {status}", args.address, args.path);
+            Ok(if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
             })
         }
         Command::Demo => {

@@ -44,6 +44,27 @@ fn promtool_accepts_the_rules_and_their_alert_unit_tests() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The shipped scrape config, with the rules at their path in this checkout.
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(deploy("prometheus/prometheus.yml"))
+        .unwrap()
+        .replace(
+            "/etc/prometheus/codat-stream.rules.yml",
+            &deploy(RULES).display().to_string(),
+        );
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check config:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A Prometheus server on loopback, killed on drop.
@@ -335,6 +356,17 @@ fn prometheus_scrapes_the_connector_and_every_dashboard_and_rule_query_returns_d
     feeder.join().unwrap();
 }
 
+/// `codat-stream health`, the container's health check: true on exit 0.
+fn health_command(addr: &str, path: &str) -> bool {
+    Command::new(env!("CARGO_BIN_EXE_codat-stream"))
+        .args(["health", "--address", addr, "--path", path])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
 #[test]
 fn readiness_answers_503_while_draining_and_liveness_stays_ok() {
     let broker = Broker::start(Storage::Memory);
@@ -360,6 +392,10 @@ fn readiness_answers_503_while_draining_and_liveness_stays_ok() {
             .is_some_and(|m| m.sum("codat_stream_in_flight_records", &[]) > 0.0)
     });
     assert_eq!(connector.get("/readyz").map(|r| r.0), Some(200));
+    assert!(
+        health_command(&connector.http, "/readyz"),
+        "`health` says ready"
+    );
 
     connector.sigterm();
     wait_for("/readyz to answer 503", Duration::from_secs(4), || {
@@ -368,6 +404,11 @@ fn readiness_answers_503_while_draining_and_liveness_stays_ok() {
             .is_some_and(|(status, body)| status == 503 && body.contains("draining"))
     });
     assert_eq!(connector.get("/healthz").map(|r| r.0), Some(200));
+    assert!(health_command(&connector.http, "/healthz"));
+    assert!(
+        !health_command(&connector.http, "/readyz"),
+        "`health` says not ready"
+    );
     assert_eq!(
         connector.metrics().sum("codat_stream_ready", &[]),
         0.0,

@@ -1,0 +1,92 @@
+//! `codat-stream check-config` on the configurations the project ships:
+//! the example file and the Kubernetes ConfigMap (with its Secret passed as
+//! environment variables, as the Deployment does) are valid, and secrets
+//! are masked in what it prints.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn check_config(file: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codat-stream"));
+    cmd.arg("check-config")
+        .arg("--config")
+        .arg(file)
+        .env_clear();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The literal block under `codat-stream.toml: |` in the ConfigMap.
+fn configmap_toml() -> String {
+    let manifest = std::fs::read_to_string(repo("deploy/kubernetes/codat-stream.yaml")).unwrap();
+    let mut lines = manifest
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("codat-stream.toml: |"));
+    let header = lines.next().expect("the ConfigMap holds codat-stream.toml");
+    let indent = header.len() - header.trim_start().len() + 2;
+    lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let out = check_config(&repo("deploy/codat-stream.example.toml"), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_kubernetes_configmap_is_valid_and_its_secret_is_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("codat-stream.toml");
+    std::fs::write(&file, configmap_toml()).unwrap();
+    let out = check_config(
+        &file,
+        &[
+            ("CODAT_STREAM__KAFKA__COMMON__SASL_USERNAME", "codat-stream"),
+            (
+                "CODAT_STREAM__KAFKA__COMMON__SASL_PASSWORD",
+                "hunter2-secret",
+            ),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#""sasl.username" = "codat-stream""#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""sasl.password" = "********""#),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2-secret"));
+    assert!(stdout.contains(r#"listen = "0.0.0.0:9464""#), "{stdout}");
+}
+
+#[test]
+fn a_bad_value_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[http]\nlisten = \"not an address\"\n").unwrap();
+    let out = check_config(&file, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http.listen"), "{stderr}");
+}
