@@ -58,6 +58,8 @@ pub struct Health {
     pub failing_records: AtomicUsize,
     /// librdkafka reports every broker down.
     pub brokers_down: AtomicBool,
+    /// A subscribed ingest topic does not exist (until partitions are assigned).
+    pub ingest_topic_missing: AtomicBool,
     /// Last time the loop went round, ms since the epoch.
     pub last_loop_ms: AtomicI64,
     /// Records consumed.
@@ -85,6 +87,9 @@ impl Health {
         }
         if self.brokers_down.load(Ordering::Relaxed) {
             reasons.push("brokers unreachable".to_owned());
+        }
+        if self.ingest_topic_missing.load(Ordering::Relaxed) {
+            reasons.push("an ingest topic does not exist".to_owned());
         }
         let failing = self.failing_records.load(Ordering::Relaxed);
         if failing > 0 {
@@ -153,8 +158,16 @@ impl IngestContext {
 
 impl ClientContext for IngestContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
-            self.health.brokers_down.store(true, Ordering::Relaxed);
+        match error {
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) => {
+                self.health.brokers_down.store(true, Ordering::Relaxed);
+            }
+            KafkaError::Global(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                self.health
+                    .ingest_topic_missing
+                    .store(true, Ordering::Relaxed);
+            }
+            _ => {}
         }
         warn!(%error, reason, "kafka consumer error");
     }
@@ -203,6 +216,9 @@ impl ConsumerContext for IngestContext {
                 info!(revoked = %describe(tpl), "partitions revoked");
             }
             Rebalance::Assign(tpl) => {
+                self.health
+                    .ingest_topic_missing
+                    .store(false, Ordering::Relaxed);
                 let now = self
                     .health
                     .assigned_partitions
