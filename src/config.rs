@@ -53,6 +53,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Prometheus metrics.
     pub metrics: MetricsSettings,
+    /// The platform's Schema Registry (Confluent REST API).
+    pub schema_registry: SchemaRegistrySettings,
 }
 
 /// Broker connection; any librdkafka property can be passed through.
@@ -98,6 +100,10 @@ pub struct OutputSettings {
     pub catch_all_topic: String,
     /// Topic for records that could not be normalised.
     pub dead_letter_topic: String,
+    /// Envelope value format: `auto` (Confluent wire format when a schema
+    /// registry is configured, else Avro single-object), `confluent`, or
+    /// `avro-single-object`.
+    pub value_format: String,
     /// Ingest headers not copied to output records (ASCII case ignored):
     /// credentials a legacy delivery may carry.
     pub drop_headers: Vec<String>,
@@ -162,6 +168,54 @@ pub struct HttpSettings {
     pub liveness_timeout_ms: u64,
 }
 
+/// The platform's Schema Registry (Confluent, Karapace, Apicurio or
+/// Redpanda in Confluent-compatible mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistrySettings {
+    /// Base URL, e.g. `https://registry:8081`; empty = no registry.
+    pub url: String,
+    /// Subject naming: `topic` (`<topic>-value`, TopicNameStrategy) or
+    /// `record` (`io.codatstream.Envelope`, RecordNameStrategy).
+    pub subject_name_strategy: String,
+    /// Basic auth user (with `basic_auth_password`).
+    pub basic_auth_user: String,
+    /// Basic auth password (secret).
+    pub basic_auth_password: String,
+    /// Bearer token (secret), instead of basic auth.
+    pub bearer_token: String,
+    /// PEM file of extra CA certificates to trust for https.
+    pub ca_location: String,
+    /// Timeout of one request.
+    pub request_timeout_ms: u64,
+    /// Attempts per request on network errors and 5xx answers, with backoff.
+    pub max_attempts: u32,
+}
+
+impl Default for SchemaRegistrySettings {
+    fn default() -> Self {
+        SchemaRegistrySettings {
+            url: String::new(),
+            subject_name_strategy: "topic".into(),
+            basic_auth_user: String::new(),
+            basic_auth_password: String::new(),
+            bearer_token: String::new(),
+            ca_location: String::new(),
+            request_timeout_ms: 10_000,
+            max_attempts: 5,
+        }
+    }
+}
+
+/// How envelope values are framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// Magic byte 0, 4-byte big-endian schema id, Avro binary.
+    Confluent,
+    /// Avro single-object encoding: marker, 8-byte fingerprint, Avro binary.
+    AvroSingleObject,
+}
+
 /// Prometheus metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -217,6 +271,7 @@ impl Default for OutputSettings {
             max_topics: 256,
             catch_all_topic: "codat.unrouted".into(),
             dead_letter_topic: "codat.dlq".into(),
+            value_format: "auto".into(),
             drop_headers: vec!["authorization".into()],
         }
     }
@@ -418,6 +473,45 @@ impl Settings {
         if self.http.liveness_timeout_ms < 1_000 {
             return bad("http.liveness_timeout_ms must be at least 1000".into());
         }
+        let r = &self.schema_registry;
+        if !["auto", "confluent", "avro-single-object"].contains(&o.value_format.as_str()) {
+            return bad(format!(
+                "output.value_format must be \"auto\", \"confluent\" or \"avro-single-object\", not {:?}",
+                o.value_format
+            ));
+        }
+        if o.value_format == "confluent" && r.url.is_empty() {
+            return bad(
+                "output.value_format \"confluent\" needs schema_registry.url (the schema ids come from it)"
+                    .into(),
+            );
+        }
+        let is_http = r.url.starts_with("http://") || r.url.starts_with("https://");
+        if !r.url.is_empty() && !is_http {
+            return bad(format!(
+                "schema_registry.url must start with http:// or https://, not {:?}",
+                r.url
+            ));
+        }
+        if !["topic", "record"].contains(&r.subject_name_strategy.as_str()) {
+            return bad(format!(
+                "schema_registry.subject_name_strategy must be \"topic\" or \"record\", not {:?}",
+                r.subject_name_strategy
+            ));
+        }
+        if r.basic_auth_user.is_empty() != r.basic_auth_password.is_empty() {
+            return bad(
+                "schema_registry.basic_auth_user and basic_auth_password go together".into(),
+            );
+        }
+        if !r.bearer_token.is_empty() && !r.basic_auth_user.is_empty() {
+            return bad("schema_registry: use basic auth or a bearer token, not both".into());
+        }
+        if r.request_timeout_ms == 0 || r.max_attempts == 0 {
+            return bad(
+                "schema_registry.request_timeout_ms and max_attempts must be at least 1".into(),
+            );
+        }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return bad(format!(
                 "log.format must be \"text\" or \"json\", not {:?}",
@@ -435,6 +529,16 @@ impl Settings {
                     "kafka.consumer.\"{key}\" must be a whole number of ms"
                 ))
             }),
+        }
+    }
+
+    /// The envelope value format, `auto` resolved.
+    pub fn value_format(&self) -> ValueFormat {
+        match self.output.value_format.as_str() {
+            "confluent" => ValueFormat::Confluent,
+            "avro-single-object" => ValueFormat::AvroSingleObject,
+            _ if !self.schema_registry.url.is_empty() => ValueFormat::Confluent,
+            _ => ValueFormat::AvroSingleObject,
         }
     }
 
@@ -493,6 +597,20 @@ impl Settings {
         );
     }
 
+    /// librdkafka configuration of a read-only consumer (for `decode`): its
+    /// own group, never committing, from the earliest offset.
+    pub fn inspect_consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        apply(&mut c, &self.kafka.common);
+        apply(&mut c, &self.kafka.consumer);
+        c.set("bootstrap.servers", &self.kafka.bootstrap_servers)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest");
+        c
+    }
+
     /// librdkafka configuration of the admin client.
     pub fn admin_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -504,6 +622,14 @@ impl Settings {
     /// The effective configuration as TOML, secrets masked.
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
+        for secret in [
+            &mut shown.schema_registry.basic_auth_password,
+            &mut shown.schema_registry.bearer_token,
+        ] {
+            if !secret.is_empty() {
+                *secret = "********".into();
+            }
+        }
         for props in [
             &mut shown.kafka.common,
             &mut shown.kafka.consumer,

@@ -27,6 +27,9 @@ pub enum AvroError {
     /// Bytes did not start with this schema's single-object header.
     #[error("not a single-object encoded envelope of this schema (marker or fingerprint differs)")]
     NotThisSchema,
+    /// The schema registry would not give the envelope schema an id.
+    #[error("schema registry refused the envelope schema: {0}")]
+    Registry(String),
     /// Bytes were left over after one envelope.
     #[error("{0} bytes left over after the Avro envelope")]
     TrailingBytes(usize),
@@ -39,6 +42,14 @@ pub struct EnvelopeCodec {
     writer: GenericDatumWriter<'static>,
     single_object_header: [u8; 10],
 }
+
+/// Every released version of the envelope schema, oldest first, as kept in
+/// `schemas/released/`. The evolution test checks each against the current one.
+pub const RELEASED_SCHEMAS: &[(&str, &str)] =
+    &[("v1", include_str!("../schemas/released/envelope-v1.avsc"))];
+
+/// First byte of the Confluent wire format.
+pub const CONFLUENT_MAGIC: u8 = 0;
 
 /// Avro single-object encoding marker.
 pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
@@ -96,6 +107,39 @@ impl EnvelopeCodec {
     ) -> Result<(), AvroError> {
         out.extend_from_slice(&self.single_object_header);
         self.encode_into(envelope, out)
+    }
+
+    /// Appends `envelope` in the Confluent wire format: magic byte 0, the
+    /// registry's schema id (4 bytes, big-endian), then the datum.
+    pub fn encode_confluent_into(
+        &self,
+        envelope: &Envelope<'_>,
+        schema_id: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
+        out.push(CONFLUENT_MAGIC);
+        out.extend_from_slice(&schema_id.to_be_bytes());
+        self.encode_into(envelope, out)
+    }
+
+    /// Decodes a datum written with `writer` (an earlier or later version of
+    /// the envelope schema), resolved to this schema.
+    pub fn decode_written_with(
+        &self,
+        writer: &Schema,
+        bytes: &[u8],
+    ) -> Result<Envelope<'static>, AvroError> {
+        let reader = GenericDatumReader::builder(writer)
+            .reader_schema(self.schema)
+            .build()
+            .map_err(AvroError::Decode)?;
+        let mut cursor = Cursor::new(bytes);
+        let value = reader.read_value(&mut cursor).map_err(AvroError::Decode)?;
+        let left = bytes.len() - cursor.position() as usize;
+        if left != 0 {
+            return Err(AvroError::TrailingBytes(left));
+        }
+        apache_avro::from_value::<Envelope<'static>>(&value).map_err(AvroError::Decode)
     }
 
     /// The 10-byte single-object header of this schema.

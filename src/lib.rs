@@ -6,6 +6,7 @@
 
 pub mod body_file;
 pub mod config;
+pub mod decode;
 pub mod demo;
 pub mod envelope;
 pub mod envelope_avro;
@@ -21,8 +22,10 @@ pub mod pipeline;
 pub mod raw_json;
 pub mod rejection;
 pub mod routing;
+pub mod schema_registry;
 pub mod timestamp;
 pub mod topics;
+pub mod value_format;
 pub mod webhook_shape;
 
 pub use envelope::Envelope;

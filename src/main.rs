@@ -9,11 +9,13 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use codat_stream::body_file::{outcome_line, split_bodies};
 use codat_stream::config::Settings;
+use codat_stream::decode::Decoder;
 use codat_stream::demo;
 use codat_stream::envelope_avro::ENVELOPE_SCHEMA_JSON;
 use codat_stream::http;
 use codat_stream::metrics::Metrics;
 use codat_stream::pipeline::{self, Health, RunOutcome};
+use codat_stream::schema_registry::RegistryClient;
 use codat_stream::{IngestMeta, NormalizeOptions, normalize};
 use std::sync::Arc;
 
@@ -41,9 +43,33 @@ enum Command {
     /// Run the real pipeline on an in-process mock Kafka cluster fed the
     /// bundled sample webhooks, then print what landed on each topic.
     Demo,
+    /// Decode envelopes (Confluent wire format or Avro single-object) from
+    /// a file holding one record value, or from a topic, and print them as
+    /// JSON lines. Exit status: 0 all decoded, 2 some not, 1 usage error.
+    Decode(DecodeArgs),
     /// Ask a running connector's HTTP endpoint whether it is healthy; exit 0
     /// if it answers 200, 1 otherwise (for container health checks).
     Health(HealthArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DecodeArgs {
+    /// A file holding one record value (e.g. written by `kcat -C -e -c 1
+    /// -t TOPIC -f '%s'`); `-` reads stdin.
+    #[arg(conflicts_with = "topic")]
+    file: Option<PathBuf>,
+    /// Read this topic from the beginning (a throwaway group; nothing is committed).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Configuration for the brokers and the schema registry (as for `run`).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Stop after this many records.
+    #[arg(long, default_value_t = 100)]
+    max: usize,
+    /// Stop when no record arrives for this long.
+    #[arg(long, default_value_t = 5000)]
+    idle_ms: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -144,6 +170,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 RunOutcome::DrainTimedOut { .. } => ExitCode::from(1),
             })
         }
+        Command::Decode(args) => {
+            let settings = Settings::load(args.config.as_deref())?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(decode_command(args, settings))
+        }
         Command::Health(args) => {
             let status = http::probe(&args.address, &args.path, Duration::from_secs(3))
                 .with_context(|| format!("no answer from {}{}", args.address, args.path))?;
@@ -187,6 +219,80 @@ async fn run_connector(settings: Settings) -> anyhow::Result<RunOutcome> {
         server.abort();
     }
     Ok(outcome?)
+}
+
+/// `decode`: one value from a file, or records from a topic, as JSON lines.
+async fn decode_command(args: DecodeArgs, settings: Settings) -> anyhow::Result<ExitCode> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+
+    let registry = if settings.schema_registry.url.is_empty() {
+        None
+    } else {
+        Some(RegistryClient::new(&settings.schema_registry)?)
+    };
+    let mut decoder = Decoder::new(registry)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let Some(topic) = args.topic else {
+        let value = match &args.file {
+            None => read_stdin()?,
+            Some(p) if p.as_os_str() == "-" => read_stdin()?,
+            Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+        };
+        return match decoder.decode(&value).await {
+            Ok(env) => {
+                writeln!(out, "{}", serde_json::to_string(&env)?)?;
+                out.flush()?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("codat-stream: cannot decode: {e}");
+                Ok(ExitCode::from(2))
+            }
+        };
+    };
+    let group = format!("codat-stream-decode-{}-{}", std::process::id(), now_ms());
+    let consumer: StreamConsumer = settings
+        .inspect_consumer_config(&group)
+        .create()
+        .context("cannot create the consumer")?;
+    consumer.subscribe(&[&topic])?;
+    let (mut decoded, mut failed) = (0usize, 0usize);
+    while decoded + failed < args.max {
+        let message = match tokio::time::timeout(
+            Duration::from_millis(args.idle_ms),
+            consumer.recv(),
+        )
+        .await
+        {
+            Err(_idle) => break,
+            Ok(Err(e)) => bail!("consuming {topic}: {e}"),
+            Ok(Ok(m)) => m,
+        };
+        let position = serde_json::json!({
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+        });
+        let line = match decoder.decode(message.payload().unwrap_or_default()).await {
+            Ok(env) => {
+                decoded += 1;
+                serde_json::json!({ "record": position, "envelope": env })
+            }
+            Err(e) => {
+                failed += 1;
+                serde_json::json!({ "record": position, "error": e.to_string() })
+            }
+        };
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    eprintln!("codat-stream: {decoded} decoded, {failed} not decodable, from {topic}");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn print_demo(report: &demo::DemoReport) -> anyhow::Result<()> {

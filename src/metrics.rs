@@ -71,6 +71,8 @@ pub struct Metrics {
     error_totals: Mutex<HashMap<(String, String, &'static str), u64>>,
     /// librdkafka queue sizes, by client and queue.
     pub kafka_queue: IntGaugeVec,
+    /// Schema registry requests that failed (after the client's retries).
+    pub schema_registry_errors: IntCounter,
     /// Seconds since the Unix epoch when the process started.
     pub start_time: Gauge,
     /// Always 1, labelled with the version.
@@ -237,6 +239,10 @@ impl Metrics {
                 "kafka_queue_messages",
                 "librdkafka queue sizes, by client and queue (producer, reply, fetch).",
                 &["client", "queue"],
+            )?,
+            schema_registry_errors: counter(
+                "schema_registry_errors_total",
+                "Schema registry lookups that failed after retries (producing pauses meanwhile).",
             )?,
             start_time,
             _build: build,

@@ -15,13 +15,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::Shared;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -35,15 +36,18 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
+use crate::config::ValueFormat;
 use crate::envelope::Shape;
-use crate::envelope_avro::{AvroError, EnvelopeCodec};
+use crate::envelope_avro::{AvroError, ENVELOPE_SCHEMA_JSON, EnvelopeCodec};
 use crate::metrics::{Metrics, UNROUTED_TYPE_LABEL};
 use crate::normalize::{HeaderLookup, IngestMeta, NormalizeOptions, normalize};
 use crate::offsets::{OffsetTracker, Partition, Ticket};
 use crate::output::{OutRecord, dead_letter_record, envelope_record};
 use crate::rejection::RejectReason;
 use crate::routing::{CatchAllReason, Router};
+use crate::schema_registry::{RegistryClient, RegistryError};
 use crate::topics::{TopicCreator, TopicError, known_event_types};
+use crate::value_format::{self, SchemaIds, SubjectNameStrategy};
 
 /// Liveness and readiness, shared with the HTTP endpoint and tests.
 #[derive(Debug, Default)]
@@ -60,6 +64,8 @@ pub struct Health {
     pub brokers_down: AtomicBool,
     /// A subscribed ingest topic does not exist (until partitions are assigned).
     pub ingest_topic_missing: AtomicBool,
+    /// The schema registry does not answer; producing is paused.
+    pub registry_unavailable: AtomicBool,
     /// Last time the loop went round, ms since the epoch.
     pub last_loop_ms: AtomicI64,
     /// Records consumed.
@@ -90,6 +96,9 @@ impl Health {
         }
         if self.ingest_topic_missing.load(Ordering::Relaxed) {
             reasons.push("an ingest topic does not exist".to_owned());
+        }
+        if self.registry_unavailable.load(Ordering::Relaxed) {
+            reasons.push("schema registry unavailable".to_owned());
         }
         let failing = self.failing_records.load(Ordering::Relaxed);
         if failing > 0 {
@@ -129,6 +138,9 @@ pub enum PipelineError {
     /// The envelope codec could not be built.
     #[error(transparent)]
     Avro(#[from] AvroError),
+    /// The schema registry refused or did not answer at start-up.
+    #[error("cannot register the envelope schema: {0}")]
+    Registry(#[from] RegistryError),
 }
 
 /// Consumer callbacks: rebalances and client errors.
@@ -346,7 +358,17 @@ pub async fn run(
             })?;
     let mut router = Router::new(&settings.output, &settings.ingest.topics);
     let mut topics = TopicCreator::new(&settings)?;
-    let mut shutdown = pin!(shutdown);
+    // Shared: the loop and a wait for the schema registry both watch it.
+    let shutdown = Box::pin(shutdown).shared();
+    let format = settings.value_format();
+    let mut schema_ids = match format {
+        ValueFormat::Confluent => Some(SchemaIds::new(
+            RegistryClient::new(&settings.schema_registry)?,
+            SubjectNameStrategy::from_config(&settings.schema_registry.subject_name_strategy),
+            ENVELOPE_SCHEMA_JSON,
+        )),
+        ValueFormat::AvroSingleObject => None,
+    };
 
     // Start-up topics: dead letters, catch-all, and every known type.
     let mut startup: Vec<String> = vec![
@@ -365,13 +387,30 @@ pub async fn run(
             Err(e) if e.is_transient() => {
                 warn!(error = %e, "waiting for the cluster to create output topics");
                 tokio::select! {
-                    () = &mut shutdown => return Ok(RunOutcome::Drained),
+                    () = shutdown.clone() => return Ok(RunOutcome::Drained),
                     () = backoff.wait() => {}
                 }
             }
             Err(e) => return Err(e.into()),
         }
     }
+
+    // Register the envelope schema for every start-up topic but the
+    // dead-letter one (its values are the raw input): a registry that
+    // refuses or never answers is a clear start-up error.
+    if let Some(ids) = schema_ids.as_mut() {
+        for topic in startup
+            .iter()
+            .filter(|t| **t != settings.output.dead_letter_topic)
+        {
+            health.beat();
+            ids.id_for(topic).await?;
+        }
+    }
+    info!(
+        value_format = value_format::name(format),
+        "envelope value format"
+    );
 
     let topic_refs: Vec<&str> = settings.ingest.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs)?;
@@ -388,6 +427,7 @@ pub async fn run(
         codec: &codec,
         options: &options,
         metrics: &metrics,
+        health: &health,
     };
     // Keeps liveness and the in-flight gauge fresh while nothing arrives.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -431,7 +471,7 @@ pub async fn run(
                     }
                 }
             }
-            () = &mut shutdown, if drain_deadline.is_none() => {
+            () = shutdown.clone(), if drain_deadline.is_none() => {
                 health.draining.store(true, Ordering::Relaxed);
                 drain_deadline = Some(Instant::now() + Duration::from_millis(settings.pipeline.drain_timeout_ms));
                 info!(in_flight = inflight.len(), "shutdown requested: draining");
@@ -449,9 +489,14 @@ pub async fn run(
                         shell.count_consumed(&message);
                         let partition = consumer.context().partition(message.topic(), message.partition());
                         let ticket = lock(&tracker).consumed(partition, message.offset());
-                        let (record, kind) = shell
-                            .output_for(&message, &mut router, &mut topics, &mut reasons_seen)
-                            .await;
+                        let Some((record, kind)) = shell
+                            .output_for(&message, &mut router, &mut topics, &mut schema_ids, &mut reasons_seen, &shutdown)
+                            .await
+                        else {
+                            // Shutdown while waiting for the registry: this record
+                            // stays uncommitted and is consumed again.
+                            continue;
+                        };
                         let delivered = Delivered { ticket, kind, consumed_at };
                         inflight.push(deliver(producer.clone(), record, delivered, health.clone(), metrics.clone(), settings.pipeline.produce_retry_backoff_max_ms));
                     }
@@ -495,6 +540,7 @@ struct Shell<'s> {
     codec: &'s EnvelopeCodec,
     options: &'s NormalizeOptions,
     metrics: &'s Metrics,
+    health: &'s Health,
 }
 
 impl Shell<'_> {
@@ -512,13 +558,60 @@ impl Shell<'_> {
             .inc_by(bytes);
     }
 
-    async fn output_for(
+    /// The schema id of `topic`'s subject, waiting out a registry outage
+    /// (readiness false, nothing dead-lettered); None if shutdown came first.
+    async fn schema_id<F: Future<Output = ()>>(
+        &self,
+        ids: &mut SchemaIds,
+        topic: &str,
+        shutdown: &Shared<Pin<Box<F>>>,
+    ) -> Result<Option<u32>, RegistryError> {
+        let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
+        loop {
+            // Paused on purpose, not stuck: keep liveness up.
+            self.health.beat();
+            match ids.id_for(topic).await {
+                Ok(id) => {
+                    if self
+                        .health
+                        .registry_unavailable
+                        .swap(false, Ordering::Relaxed)
+                    {
+                        info!("schema registry answering again: producing resumed");
+                    }
+                    return Ok(Some(id));
+                }
+                Err(e) if e.is_transient() => {
+                    self.metrics.schema_registry_errors.inc();
+                    if !self
+                        .health
+                        .registry_unavailable
+                        .swap(true, Ordering::Relaxed)
+                    {
+                        warn!(error = %e, "schema registry unavailable: producing paused until it answers (records are held, not dead-lettered)");
+                    }
+                    tokio::select! {
+                        () = shutdown.clone() => return Ok(None),
+                        () = backoff.wait() => {}
+                    }
+                }
+                Err(e) => {
+                    self.metrics.schema_registry_errors.inc();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn output_for<F: Future<Output = ()>>(
         &self,
         message: &BorrowedMessage<'_>,
         router: &mut Router,
         topics: &mut TopicCreator,
+        schema_ids: &mut Option<SchemaIds>,
         reasons_seen: &mut [bool; RejectReason::ALL.len()],
-    ) -> (OutRecord, OutputKind) {
+        shutdown: &Shared<Pin<Box<F>>>,
+    ) -> Option<(OutRecord, OutputKind)> {
         let headers = RecordHeaders(message.headers());
         let body = message.payload().unwrap_or_default();
         let ingest = IngestMeta {
@@ -542,6 +635,25 @@ impl Shell<'_> {
                         error!(error = %e, event_type = %envelope.event_type, "topic refused: routing this type to the catch-all topic");
                         router.mark_unavailable(&envelope.event_type);
                         route = router.route(&envelope.event_type);
+                    }
+                }
+                let mut schema_id = None;
+                let mut registry_refusal = None;
+                if let Some(ids) = schema_ids.as_mut() {
+                    match self.schema_id(ids, &route.topic, shutdown).await {
+                        Ok(Some(id)) => schema_id = Some(id),
+                        Ok(None) => return None,
+                        Err(e) if route.catch_all.is_none() => {
+                            error!(error = %e, event_type = %envelope.event_type, "schema registry refused this type's subject: routing the type to the catch-all topic");
+                            router.mark_unavailable(&envelope.event_type);
+                            route = router.route(&envelope.event_type);
+                            match self.schema_id(ids, &route.topic, shutdown).await {
+                                Ok(Some(id)) => schema_id = Some(id),
+                                Ok(None) => return None,
+                                Err(e) => registry_refusal = Some(e),
+                            }
+                        }
+                        Err(e) => registry_refusal = Some(e),
                     }
                 }
                 if let Some(reason) = route.catch_all {
@@ -571,7 +683,14 @@ impl Shell<'_> {
                     event_time_ms: envelope.time,
                 };
                 let mut value = Vec::with_capacity(256 + envelope.payload.len());
-                match self.codec.encode_single_object_into(&envelope, &mut value) {
+                let encoded = match (schema_id, registry_refusal) {
+                    (Some(id), _) => self.codec.encode_confluent_into(&envelope, id, &mut value),
+                    (None, None) => self.codec.encode_single_object_into(&envelope, &mut value),
+                    // Even the catch-all subject is refused (it was accepted at
+                    // start-up, so the registry changed): keep the record, say why.
+                    (None, Some(e)) => Err(AvroError::Registry(e.to_string())),
+                };
+                match encoded {
                     Ok(()) => {
                         debug!(event_type = %envelope.event_type, topic = %route.topic, partition = ingest.partition, offset = ingest.offset, "normalised");
                         let record = envelope_record(
@@ -581,7 +700,7 @@ impl Shell<'_> {
                             headers.pairs(),
                             &self.settings.output.drop_headers,
                         );
-                        return (record, kind);
+                        return Some((record, kind));
                     }
                     // A defect (schema and envelope disagree): keep the record, say why.
                     Err(e) => crate::rejection::Rejection::new(
@@ -620,7 +739,7 @@ impl Shell<'_> {
             &rejection,
         );
         let counter = self.metrics.dead_lettered.with_label_values(&[reason]);
-        (record, OutputKind::DeadLetter { counter })
+        Some((record, OutputKind::DeadLetter { counter }))
     }
 }
 

@@ -2,7 +2,10 @@
 //! on a free loopback port, the real `codat-stream` binary as a child
 //! process, and produce/consume helpers. Nothing here sleeps to
 //! synchronise: every wait is a poll of a condition with a deadline.
+
 #![allow(dead_code)]
+
+pub mod registry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,117 @@
+//! Reading envelopes back, for operators debugging a topic: recognises the
+//! framing (Confluent wire format or Avro single-object encoding), finds the
+//! writer's schema (through the registry by id, or among the released
+//! versions by fingerprint) and resolves the datum to the current schema.
+
+use std::collections::HashMap;
+
+use apache_avro::Schema;
+
+use crate::envelope::Envelope;
+use crate::envelope_avro::{AvroError, EnvelopeCodec, RELEASED_SCHEMAS};
+use crate::schema_registry::{RegistryClient, RegistryError};
+use crate::value_format::{Framed, UnknownFraming, parse_framing};
+
+/// Why a value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Neither framing.
+    #[error(transparent)]
+    Framing(#[from] UnknownFraming),
+    /// Confluent framing, but no registry to resolve the id.
+    #[error("value carries schema id {0}: configure schema_registry.url to resolve it")]
+    NoRegistry(u32),
+    /// The registry could not resolve the id.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The writer's schema is not one of this program's envelope versions.
+    #[error("single-object fingerprint {0} is not a released envelope schema")]
+    UnknownFingerprint(String),
+    /// The registry's schema did not parse.
+    #[error("schema id {id} does not parse: {source}")]
+    BadSchema {
+        /// The id.
+        id: u32,
+        /// The parse error.
+        source: apache_avro::Error,
+    },
+    /// The datum did not decode.
+    #[error(transparent)]
+    Avro(#[from] AvroError),
+}
+
+/// Decodes envelopes in either framing; caches registry schemas by id.
+pub struct Decoder {
+    codec: EnvelopeCodec,
+    registry: Option<RegistryClient>,
+    by_id: HashMap<u32, Schema>,
+    by_fingerprint: Vec<([u8; 8], Schema)>,
+}
+
+impl Decoder {
+    /// A decoder; `registry` resolves Confluent schema ids.
+    pub fn new(registry: Option<RegistryClient>) -> Result<Decoder, AvroError> {
+        let codec = EnvelopeCodec::new()?;
+        let mut by_fingerprint = Vec::new();
+        for (_, json) in RELEASED_SCHEMAS {
+            let schema = Schema::parse_str(json).map_err(AvroError::Schema)?;
+            let fp = schema.fingerprint::<apache_avro::rabin::Rabin>();
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&fp.bytes[..8]);
+            by_fingerprint.push((bytes, schema));
+        }
+        Ok(Decoder {
+            codec,
+            registry,
+            by_id: HashMap::new(),
+            by_fingerprint,
+        })
+    }
+
+    /// Decodes one record value into the current envelope.
+    pub async fn decode(&mut self, value: &[u8]) -> Result<Envelope<'static>, DecodeError> {
+        match parse_framing(value)? {
+            Framed::SingleObject { fingerprint, datum } => {
+                if fingerprint[..] == self.codec.single_object_header()[2..] {
+                    return Ok(self.codec.decode(datum)?);
+                }
+                let writer = self
+                    .by_fingerprint
+                    .iter()
+                    .find(|(fp, _)| *fp == fingerprint)
+                    .map(|(_, s)| s)
+                    .ok_or_else(|| {
+                        DecodeError::UnknownFingerprint(
+                            fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
+                        )
+                    })?;
+                Ok(self.codec.decode_written_with(writer, datum)?)
+            }
+            Framed::Confluent { schema_id, datum } => {
+                if !self.by_id.contains_key(&schema_id) {
+                    let registry = self
+                        .registry
+                        .as_ref()
+                        .ok_or(DecodeError::NoRegistry(schema_id))?;
+                    let json = registry.schema_by_id(schema_id).await?;
+                    let schema =
+                        Schema::parse_str(&json).map_err(|source| DecodeError::BadSchema {
+                            id: schema_id,
+                            source,
+                        })?;
+                    self.by_id.insert(schema_id, schema);
+                }
+                let writer = &self.by_id[&schema_id];
+                Ok(self.codec.decode_written_with(writer, datum)?)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("registry", &self.registry.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,132 @@
+//! The registry client against a server speaking the Confluent REST API
+//! (tests/support/registry.rs: why a test server, and which subset): ids
+//! are stable and global, refusals carry the registry's error codes and are
+//! not retried, unavailability is retried and reported as transient.
+
+mod support;
+
+use codat_stream::config::SchemaRegistrySettings;
+use codat_stream::envelope_avro::ENVELOPE_SCHEMA_JSON;
+use codat_stream::schema_registry::{RegistryClient, RegistryError};
+use support::registry::TestRegistry;
+
+fn client(url: &str, auth: Option<(&str, &str)>) -> RegistryClient {
+    let mut s = SchemaRegistrySettings {
+        url: url.to_owned(),
+        max_attempts: 3,
+        request_timeout_ms: 2_000,
+        ..Default::default()
+    };
+    if let Some((u, p)) = auth {
+        s.basic_auth_user = u.into();
+        s.basic_auth_password = p.into();
+    }
+    RegistryClient::new(&s).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn error_code(e: RegistryError) -> i64 {
+    match e {
+        RegistryError::Refused { error_code, .. } => error_code,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[test]
+fn registration_is_idempotent_and_ids_are_global() {
+    let registry = TestRegistry::start(None);
+    let c = client(&registry.url(), None);
+    rt().block_on(async {
+        let a = c
+            .register("codat.connection.failed-value", ENVELOPE_SCHEMA_JSON)
+            .await
+            .unwrap();
+        let again = c
+            .register("codat.connection.failed-value", ENVELOPE_SCHEMA_JSON)
+            .await
+            .unwrap();
+        let other = c
+            .register("codat.read.completed-value", ENVELOPE_SCHEMA_JSON)
+            .await
+            .unwrap();
+        assert_eq!(a, again);
+        assert_eq!(a, other, "one schema, one global id");
+        let fetched = c.schema_by_id(a).await.unwrap();
+        assert_eq!(
+            apache_avro::Schema::parse_str(&fetched)
+                .unwrap()
+                .canonical_form(),
+            apache_avro::Schema::parse_str(ENVELOPE_SCHEMA_JSON)
+                .unwrap()
+                .canonical_form()
+        );
+    });
+    assert_eq!(registry.requests("POST /subjects/*/versions"), 3);
+}
+
+#[test]
+fn refusals_carry_the_registry_error_code_and_are_not_retried() {
+    let registry = TestRegistry::start(None);
+    let c = client(&registry.url(), None);
+    rt().block_on(async {
+        let e = c.schema_by_id(999).await.unwrap_err();
+        assert!(!e.is_transient());
+        assert_eq!(error_code(e), 40403);
+
+        let e = c.register("s-value", "{not a schema").await.unwrap_err();
+        assert_eq!(error_code(e), 42201);
+
+        c.register("s-value", ENVELOPE_SCHEMA_JSON).await.unwrap();
+        // A schema that cannot read the envelope data already on the subject.
+        let incompatible = r#"{"type":"record","name":"Envelope","namespace":"io.codatstream","fields":[{"name":"mandatory","type":"long"}]}"#;
+        let e = c.register("s-value", incompatible).await.unwrap_err();
+        assert_eq!(error_code(e), 409);
+    });
+    assert_eq!(
+        registry.requests("GET /schemas/ids/*"),
+        1,
+        "a 404 is not retried"
+    );
+}
+
+#[test]
+fn basic_auth_is_sent_and_a_wrong_password_is_refused() {
+    let registry = TestRegistry::start(Some(("svc", "s3cret")));
+    rt().block_on(async {
+        let good = client(&registry.url(), Some(("svc", "s3cret")));
+        good.register("a-value", ENVELOPE_SCHEMA_JSON)
+            .await
+            .unwrap();
+        let bad = client(&registry.url(), Some(("svc", "wrong")));
+        let e = bad
+            .register("a-value", ENVELOPE_SCHEMA_JSON)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("401"), "{e}");
+        assert!(
+            !e.to_string().contains("wrong"),
+            "no credentials in errors: {e}"
+        );
+    });
+}
+
+#[test]
+fn an_unreachable_registry_is_transient_after_the_retries() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = client(&format!("http://127.0.0.1:{port}"), None);
+    let e = rt()
+        .block_on(c.register("a-value", ENVELOPE_SCHEMA_JSON))
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("unavailable"), "{e}");
+}
