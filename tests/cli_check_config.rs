@@ -60,6 +60,10 @@ fn the_kubernetes_configmap_is_valid_and_its_secret_is_masked() {
                 "CODAT_STREAM__KAFKA__COMMON__SASL_PASSWORD",
                 "hunter2-secret",
             ),
+            (
+                "CODAT_STREAM__SCHEMA_REGISTRY__BASIC_AUTH_PASSWORD",
+                "registry-secret",
+            ),
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -77,6 +81,16 @@ fn the_kubernetes_configmap_is_valid_and_its_secret_is_masked() {
         "{stdout}"
     );
     assert!(!stdout.contains("hunter2-secret"));
+    assert!(!stdout.contains("registry-secret"));
+    assert!(
+        stdout.contains(r#"basic_auth_password = "********""#),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("registry-secret"));
+    assert!(
+        stdout.contains(r#"basic_auth_password = "********""#),
+        "{stdout}"
+    );
     assert!(stdout.contains(r#"listen = "0.0.0.0:9464""#), "{stdout}");
 }
 
