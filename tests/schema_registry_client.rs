@@ -130,3 +130,48 @@ fn an_unreachable_registry_is_transient_after_the_retries() {
     assert!(e.is_transient(), "{e}");
     assert!(e.to_string().contains("unavailable"), "{e}");
 }
+
+#[test]
+fn a_bearer_token_is_sent() {
+    let registry = TestRegistry::start_bearer("tok-123");
+    let settings = |token: &str| SchemaRegistrySettings {
+        url: registry.url(),
+        bearer_token: token.to_owned(),
+        max_attempts: 1,
+        ..Default::default()
+    };
+    rt().block_on(async {
+        let good = RegistryClient::new(&settings("tok-123")).unwrap();
+        good.register("a-value", ENVELOPE_SCHEMA_JSON)
+            .await
+            .unwrap();
+        let bad = RegistryClient::new(&settings("other")).unwrap();
+        let e = bad
+            .register("a-value", ENVELOPE_SCHEMA_JSON)
+            .await
+            .unwrap_err();
+        assert_eq!(error_code(e), 401);
+    });
+}
+
+/// The test registry's other documented endpoints answer as Confluent's do.
+#[test]
+fn the_test_registry_answers_subject_and_compatibility_queries_like_confluents() {
+    let registry = TestRegistry::start(None);
+    let addr = format!("127.0.0.1:{}", registry.port);
+    let (status, body) = support::http_get(&addr, "/subjects/nope-value/versions").unwrap();
+    assert_eq!(status, 404);
+    assert!(body.contains("40401"), "{body}");
+
+    let c = client(&registry.url(), None);
+    let id = rt()
+        .block_on(c.register("x-value", ENVELOPE_SCHEMA_JSON))
+        .unwrap();
+    let (status, body) = support::http_get(&addr, "/subjects/x-value/versions").unwrap();
+    assert_eq!((status, body.as_str()), (200, "[1]"));
+    let (status, body) = support::http_get(&addr, "/subjects").unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"["x-value"]"#));
+    let (status, body) =
+        support::http_get(&addr, &format!("/schemas/ids/{id}?subject=x-value")).unwrap();
+    assert_eq!(status, 200, "query strings are ignored: {body}");
+}

@@ -14,7 +14,7 @@
 //! - `GET /subjects`: subject names.
 //! - `POST /compatibility/subjects/{subject}/versions/latest`:
 //!   `{"is_compatible": bool}`, or 404 / 40401, or 422 / 42201.
-//! - HTTP basic auth when configured: 401 / error 401 otherwise.
+//! - HTTP basic auth or a bearer token when configured: 401 / error 401 otherwise.
 //!
 //! Query strings (Confluent's clients add some) are ignored. It serves one
 //! request per connection (`Connection: close`).
@@ -48,11 +48,20 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts a registry; `auth` = Some((user, password)) requires basic auth.
     pub fn start(auth: Option<(&str, &str)>) -> TestRegistry {
+        Self::start_expecting(
+            auth.map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))),
+        )
+    }
+
+    /// Starts a registry that requires `Authorization: Bearer <token>`.
+    pub fn start_bearer(token: &str) -> TestRegistry {
+        Self::start_expecting(Some(format!("Bearer {token}")))
+    }
+
+    fn start_expecting(expected_auth: Option<String>) -> TestRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
-        let expected_auth =
-            auth.map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())));
         let shared = state.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
