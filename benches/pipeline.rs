@@ -420,6 +420,26 @@ fn drain(
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    // BENCH_PERF=FILE: sample the connector with `perf record` during the drain.
+    let perf = std::env::var("BENCH_PERF").ok().map(|out| {
+        std::process::Command::new("perf")
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "999",
+                "-g",
+                "-o",
+                &out,
+                "-p",
+                &pid.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perf")
+    });
     let mut acknowledged = 0.0;
     let mut progress = Instant::now();
     while acknowledged < n as f64 {
@@ -439,6 +459,11 @@ fn drain(
     }
     let secs = t0.elapsed().as_secs_f64();
     let (cpu1, peak_rss) = proc_usage(pid);
+    if let Some(mut perf) = perf {
+        // SAFETY: signalling a child we spawned.
+        unsafe { libc::kill(perf.id() as i32, libc::SIGINT) };
+        let _ = perf.wait();
+    }
     connector.sigterm();
     let _ = connector.wait_exit(Duration::from_secs(60));
     let counted = count_outputs.then(|| {
@@ -468,8 +493,20 @@ struct Latency {
     p99_ms: f64,
     p999_ms: f64,
     max_ms: f64,
+    /// The same records read straight from the ingest topic: the broker's share.
+    broker_p50_ms: f64,
+    broker_p99_ms: f64,
     cpu_us_per_event: f64,
     peak_rss: u64,
+}
+
+/// The `q` quantile of sorted microseconds, in ms.
+fn pct_of(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx] as f64 / 1000.0
 }
 
 fn now_us() -> u64 {
@@ -507,13 +544,18 @@ fn steady(broker: &Broker, templates: &[Value], rate: u64, secs: u64, partitions
     let metadata = reader
         .fetch_metadata(None, Duration::from_secs(10))
         .expect("metadata");
+    // The outputs, and the ingest topic itself: the broker-only path's
+    // latency, read beside the connector's.
     let outputs: Vec<String> = metadata
         .topics()
         .iter()
         .map(|t| t.name().to_owned())
-        .filter(|t| is_output(&names, t))
+        .filter(|t| is_output(&names, t) || *t == names.ingest)
         .collect();
-    let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    // A pattern, so topics created on first use (types outside the catalog) are read too.
+    let pattern = format!("^{}.*", names.prefix.replace('.', "\\."));
+    let mut refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    refs.push(&pattern);
     reader.subscribe(&refs).expect("subscribe");
     // Wait until the reader owns its partitions before offering load.
     let until = Instant::now() + Duration::from_secs(60);
@@ -568,6 +610,7 @@ fn steady(broker: &Broker, templates: &[Value], rate: u64, secs: u64, partitions
         })
     };
     let mut latencies_us: Vec<u64> = Vec::with_capacity((rate * secs) as usize);
+    let mut broker_us: Vec<u64> = Vec::with_capacity((rate * secs) as usize);
     let mut seen = HashSet::new();
     let mut last = Instant::now();
     loop {
@@ -590,7 +633,11 @@ fn steady(broker: &Broker, templates: &[Value], rate: u64, secs: u64, partitions
                 .and_then(|h| h.iter().find(|h| h.key == "webhook-id"))
                 .and_then(|h| h.value)
                 .map(<[u8]>::to_vec);
-            if let (Some(stamp), Some(id)) = (stamp, id)
+            if m.topic() == names.ingest {
+                if let Some(stamp) = stamp {
+                    broker_us.push(got.saturating_sub(stamp));
+                }
+            } else if let (Some(stamp), Some(id)) = (stamp, id)
                 && seen.insert(id)
             {
                 latencies_us.push(got.saturating_sub(stamp));
@@ -603,15 +650,8 @@ fn steady(broker: &Broker, templates: &[Value], rate: u64, secs: u64, partitions
     connector.sigterm();
     let _ = connector.wait_exit(Duration::from_secs(60));
     latencies_us.sort_unstable();
-    let pct = |q: f64| {
-        if latencies_us.is_empty() {
-            f64::NAN
-        } else {
-            let idx =
-                ((latencies_us.len() as f64 * q).ceil() as usize).clamp(1, latencies_us.len()) - 1;
-            latencies_us[idx] as f64 / 1000.0
-        }
-    };
+    broker_us.sort_unstable();
+    let pct = |q: f64| pct_of(&latencies_us, q);
     let sent = sent.load(Ordering::Relaxed);
     Latency {
         rate,
@@ -621,6 +661,8 @@ fn steady(broker: &Broker, templates: &[Value], rate: u64, secs: u64, partitions
         p99_ms: pct(0.99),
         p999_ms: pct(0.999),
         max_ms: latencies_us.last().map_or(f64::NAN, |v| *v as f64 / 1000.0),
+        broker_p50_ms: pct_of(&broker_us, 0.5),
+        broker_p99_ms: pct_of(&broker_us, 0.99),
         cpu_us_per_event: (cpu1 - cpu0) * 1e6 / sent.max(1) as f64,
         peak_rss,
     }
@@ -746,12 +788,12 @@ fn main() {
     }
     println!();
     println!(
-        "| offered rate (tansu) | received/sent | p50 | p99 | p99.9 | max | CPU-µs/event | peak RSS |"
+        "| offered rate (tansu) | received/sent | p50 | p99 | p99.9 | max | broker alone p50 / p99 | CPU-µs/event | peak RSS |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for l in &latencies {
         println!(
-            "| {}/s | {}/{} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} | {:.0} MB |",
+            "| {}/s | {}/{} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} / {:.1} ms | {:.2} | {:.0} MB |",
             l.rate,
             l.received,
             l.sent,
@@ -759,6 +801,8 @@ fn main() {
             l.p99_ms,
             l.p999_ms,
             l.max_ms,
+            l.broker_p50_ms,
+            l.broker_p99_ms,
             l.cpu_us_per_event,
             mb(l.peak_rss)
         );
@@ -790,6 +834,7 @@ fn main() {
         "steady": latencies.iter().map(|l| json!({
             "rate": l.rate, "sent": l.sent, "received": l.received,
             "p50_ms": l.p50_ms, "p99_ms": l.p99_ms, "p999_ms": l.p999_ms, "max_ms": l.max_ms,
+            "broker_alone_p50_ms": l.broker_p50_ms, "broker_alone_p99_ms": l.broker_p99_ms,
             "cpu_us_per_event": l.cpu_us_per_event, "peak_rss_bytes": l.peak_rss,
         })).collect::<Vec<_>>(),
     });
