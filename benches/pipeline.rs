@@ -232,18 +232,26 @@ fn load(bootstrap: &str, topic: &str, templates: &[Value], n: usize) -> Duration
     start.elapsed()
 }
 
-/// Counts records on every topic `select` accepts, by consuming them, until
-/// `want` are read or nothing arrives for `idle`.
-fn count(bootstrap: &str, select: impl Fn(&str) -> bool, want: usize, idle: Duration) -> usize {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer in a group of its own, from the earliest offset, never committing.
+fn reader(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("bench-count"))
+        .set("group.id", unique(group))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.max.bytes", "104857600")
-        .set("max.partition.fetch.bytes", "10485760")
-        .create()
-        .expect("consumer");
+        .set("max.partition.fetch.bytes", "10485760");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config.create().expect("consumer")
+}
+
+/// Counts records on every topic `select` accepts, by consuming them, until
+/// `want` are read or nothing arrives for `idle`.
+fn count(bootstrap: &str, select: impl Fn(&str) -> bool, want: usize, idle: Duration) -> usize {
+    let consumer = reader(bootstrap, "bench-count", &[]);
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .expect("metadata");
@@ -275,15 +283,7 @@ struct PassThrough {
 /// Consume -> produce of the same bytes, no parsing: the broker's ceiling
 /// for this job on this machine (client CPU measured, broker excluded).
 fn pass_through(bootstrap: &str, from: &str, to: &str, n: usize) -> PassThrough {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("bench-passthrough"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.max.bytes", "104857600")
-        .set("max.partition.fetch.bytes", "10485760")
-        .create()
-        .expect("consumer");
+    let consumer = reader(bootstrap, "bench-passthrough", &[]);
     consumer.subscribe(&[from]).expect("subscribe");
     let p = producer(bootstrap, "5");
     // Timed from the first record, like the connector: group join excluded.
@@ -530,17 +530,14 @@ fn steady(broker: &Broker, templates: &[Value], rate: u64, secs: u64, partitions
     let pid = connector.child.id();
 
     // The reader: every output topic (the known types' exist by now).
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", unique("bench-latency"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "5")
-        .set("fetch.max.bytes", "104857600")
-        .set("max.partition.fetch.bytes", "10485760")
-        .set("topic.metadata.refresh.interval.ms", "1000")
-        .create()
-        .expect("reader");
+    let reader = reader(
+        &bootstrap,
+        "bench-latency",
+        &[
+            ("fetch.wait.max.ms", "5"),
+            ("topic.metadata.refresh.interval.ms", "1000"),
+        ],
+    );
     let metadata = reader
         .fetch_metadata(None, Duration::from_secs(10))
         .expect("metadata");

@@ -157,16 +157,7 @@ impl EnvelopeCodec {
 
     /// Decodes one envelope datum written with this schema.
     pub fn decode(&self, bytes: &[u8]) -> Result<Envelope<'static>, AvroError> {
-        let reader = GenericDatumReader::builder(self.schema)
-            .build()
-            .map_err(AvroError::Decode)?;
-        let mut cursor = Cursor::new(bytes);
-        let value = reader.read_value(&mut cursor).map_err(AvroError::Decode)?;
-        let left = bytes.len() - cursor.position() as usize;
-        if left != 0 {
-            return Err(AvroError::TrailingBytes(left));
-        }
-        apache_avro::from_value::<Envelope<'static>>(&value).map_err(AvroError::Decode)
+        self.decode_written_with(self.schema, bytes)
     }
 }
 
