@@ -7,6 +7,7 @@
 pub mod body_file;
 pub mod config;
 pub mod decode;
+pub mod delivery;
 pub mod demo;
 pub mod envelope;
 pub mod envelope_avro;

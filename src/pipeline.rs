@@ -20,16 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::Shared;
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, TopicPartitionList};
 use tokio::time::Instant;
@@ -37,6 +35,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Settings;
 use crate::config::ValueFormat;
+use crate::delivery::Deliveries;
 use crate::envelope::Shape;
 use crate::envelope_avro::{AvroError, ENVELOPE_SCHEMA_JSON, EnvelopeCodec};
 use crate::metrics::{Metrics, UNROUTED_TYPE_LABEL};
@@ -267,29 +266,6 @@ fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>, when: &str) {
     }
 }
 
-/// Producer callbacks: client errors mark the brokers unreachable, so
-/// readiness drops during an outage even while nothing is consumed.
-pub struct ProducerHealth {
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-}
-
-impl ClientContext for ProducerHealth {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
-            if !self.health.brokers_down.swap(true, Ordering::Relaxed) {
-                warn!(%error, reason, "kafka producer error: every broker is unreachable");
-            }
-        } else {
-            warn!(%error, reason, "kafka producer error");
-        }
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        self.metrics.record_statistics("producer", &statistics);
-    }
-}
-
 /// Headers of a consumed record, for the normaliser.
 struct RecordHeaders<'m>(Option<&'m rdkafka::message::BorrowedHeaders>);
 
@@ -349,13 +325,12 @@ pub async fn run(
     };
     let consumer: StreamConsumer<IngestContext> =
         settings.consumer_config().create_with_context(context)?;
-    let producer: FutureProducer<ProducerHealth> =
-        settings
-            .producer_config()
-            .create_with_context(ProducerHealth {
-                health: health.clone(),
-                metrics: metrics.clone(),
-            })?;
+    let mut deliveries: Deliveries<Delivered> = Deliveries::new(
+        &settings.producer_config(),
+        health.clone(),
+        metrics.clone(),
+        settings.pipeline.produce_retry_backoff_max_ms,
+    )?;
     let mut router = Router::new(&settings.output, &settings.ingest.topics);
     let mut topics = TopicCreator::new(&settings)?;
     // Shared: the loop and a wait for the schema registry both watch it.
@@ -432,23 +407,23 @@ pub async fn run(
     // Keeps liveness and the in-flight gauge fresh while nothing arrives.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut inflight = FuturesUnordered::new();
+    let mut acked: Vec<Delivered> = Vec::new();
     let mut reasons_seen = [false; RejectReason::ALL.len()];
     let mut drain_deadline: Option<Instant> = None;
     let max_in_flight = settings.pipeline.max_in_flight;
 
     loop {
         health.beat();
-        metrics.in_flight.set(inflight.len() as i64);
-        if drain_deadline.is_some() && inflight.is_empty() {
+        metrics.in_flight.set(deliveries.len() as i64);
+        if drain_deadline.is_some() && deliveries.is_empty() {
             break;
         }
         let deadline = drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             // Acknowledgements first: they free capacity and memory.
             biased;
-            Some(done) = inflight.next() => {
-                let done: Delivered = done;
+            () = deliveries.acknowledged(&mut acked), if !deliveries.is_empty() => {
+                for done in acked.drain(..) {
                 health.acknowledged.fetch_add(1, Ordering::Relaxed);
                 metrics.processing_latency.observe(done.consumed_at.elapsed().as_secs_f64());
                 match &done.kind {
@@ -470,17 +445,18 @@ pub async fn run(
                         debug!(error = %e, "offset not stored");
                     }
                 }
+                }
             }
             () = shutdown.clone(), if drain_deadline.is_none() => {
                 health.draining.store(true, Ordering::Relaxed);
                 drain_deadline = Some(Instant::now() + Duration::from_millis(settings.pipeline.drain_timeout_ms));
-                info!(in_flight = inflight.len(), "shutdown requested: draining");
+                info!(in_flight = deliveries.len(), "shutdown requested: draining");
             }
             () = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
                 break;
             }
             _ = tick.tick() => {}
-            received = consumer.recv(), if drain_deadline.is_none() && inflight.len() < max_in_flight => {
+            received = consumer.recv(), if drain_deadline.is_none() && deliveries.len() < max_in_flight => {
                 match received {
                     Ok(message) => {
                         let consumed_at = std::time::Instant::now();
@@ -498,7 +474,7 @@ pub async fn run(
                             continue;
                         };
                         let delivered = Delivered { ticket, kind, consumed_at };
-                        inflight.push(deliver(producer.clone(), record, delivered, health.clone(), metrics.clone(), settings.pipeline.produce_retry_backoff_max_ms));
+                        deliveries.send(record, delivered);
                     }
                     Err(e) => warn!(error = %e, "consume error"),
                 }
@@ -506,10 +482,9 @@ pub async fn run(
         }
     }
 
-    let abandoned = inflight.len();
-    drop(inflight);
+    let abandoned = deliveries.len();
     commit_stored(&consumer, "shutdown");
-    if let Err(e) = producer.flush(Duration::from_secs(5)) {
+    if let Err(e) = deliveries.flush(Duration::from_secs(5)) {
         debug!(error = %e, "producer flush at exit");
     }
     info!(
@@ -750,75 +725,6 @@ fn shape_label(shape: Shape) -> &'static str {
         Shape::LegacyRule => "legacy",
         Shape::Generic => "generic",
     }
-}
-
-/// Produces one record until the broker acknowledges it.
-async fn deliver(
-    producer: FutureProducer<ProducerHealth>,
-    record: OutRecord,
-    delivered: Delivered,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-    backoff_max_ms: u64,
-) -> Delivered {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for (key, value) in &record.headers {
-        headers = headers.insert(Header {
-            key,
-            value: value.as_deref(),
-        });
-    }
-    let mut backoff = Backoff::new(backoff_max_ms);
-    let mut failing = false;
-    loop {
-        let mut fr: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&record.topic).headers(headers.clone());
-        if let Some(k) = &record.key {
-            fr = fr.key(k.as_slice());
-        }
-        if let Some(v) = &record.value {
-            fr = fr.payload(v.as_slice());
-        }
-        let error = match producer.send_result(fr) {
-            Ok(delivery) => match delivery.await {
-                Ok(Ok(_)) => {
-                    health.brokers_down.store(false, Ordering::Relaxed);
-                    break;
-                }
-                Ok(Err((e, _))) => e,
-                Err(_canceled) => KafkaError::Canceled,
-            },
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                // librdkafka's queue is full: wait for it to drain a little.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
-            Err((e, _)) => e,
-        };
-        let code = match &error {
-            KafkaError::MessageProduction(code) => format!("{code:?}"),
-            KafkaError::Canceled => "Canceled".to_owned(),
-            other => other
-                .rdkafka_error_code()
-                .map_or_else(|| "Other".to_owned(), |c| format!("{c:?}")),
-        };
-        metrics.produce_errors.with_label_values(&[&code]).inc();
-        metrics.produce_retries.inc();
-        if !failing {
-            failing = true;
-            // One warning when producing starts failing, not one per record.
-            if health.failing_records.fetch_add(1, Ordering::Relaxed) == 0 {
-                warn!(error = %error, topic = %record.topic, "produce failed; re-sending with backoff (partitions held)");
-            } else {
-                debug!(error = %error, topic = %record.topic, "produce failed");
-            }
-        }
-        backoff.wait().await;
-    }
-    if failing && health.failing_records.fetch_sub(1, Ordering::Relaxed) == 1 {
-        info!("produce recovered: every re-sent record acknowledged");
-    }
-    delivered
 }
 
 /// Exponential backoff from 100 ms to a cap.
