@@ -305,3 +305,50 @@ fn a_registry_refusing_at_start_up_is_a_clear_error() {
     assert!(log.contains("HTTP 401"), "{log}");
     assert!(!log.contains("wrong-password"), "no secret in the log");
 }
+
+#[test]
+fn record_name_strategy_registers_one_subject_for_every_topic() {
+    let broker = Broker::start(Storage::Memory);
+    let registry = TestRegistry::start(None);
+    let names = Names::new();
+    broker.create_topic(&names.ingest, 1);
+    let inputs: Vec<Input> = fixture_inputs().into_iter().take(10).collect();
+    produce(&broker.bootstrap(), &names.ingest, &inputs);
+    let url = registry.url();
+    let connector = Connector::start(
+        &broker.bootstrap(),
+        &names,
+        &[
+            ("CODAT_STREAM__SCHEMA_REGISTRY__URL", url.as_str()),
+            (
+                "CODAT_STREAM__SCHEMA_REGISTRY__SUBJECT_NAME_STRATEGY",
+                "record",
+            ),
+        ],
+    );
+    connector.wait_started(Duration::from_secs(60));
+    let out = consume_until(
+        &broker.bootstrap(),
+        |t| is_output(&names, t),
+        Duration::from_secs(60),
+        |m| m.len() >= inputs.len(),
+    );
+    assert_eq!(out.len(), inputs.len(), "log: {}", connector.raw_log_text());
+    assert_eq!(
+        registry.subjects(),
+        vec!["io.codatstream.Envelope".to_owned()]
+    );
+    assert_eq!(
+        registry.requests("POST /subjects/*/versions"),
+        1,
+        "registered once, cached for every topic"
+    );
+    let id = registry.latest_id("io.codatstream.Envelope").unwrap();
+    let topics: HashSet<&str> = out.iter().map(|m| m.topic()).collect();
+    assert!(topics.len() > 1, "several topics share the subject");
+    for m in &out {
+        let value = m.payload().unwrap();
+        assert_eq!(value[0], 0);
+        assert_eq!(u32::from_be_bytes(value[1..5].try_into().unwrap()), id);
+    }
+}
