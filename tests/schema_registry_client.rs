@@ -175,3 +175,104 @@ fn the_test_registry_answers_subject_and_compatibility_queries_like_confluents()
         support::http_get(&addr, &format!("/schemas/ids/{id}?subject=x-value")).unwrap();
     assert_eq!(status, 200, "query strings are ignored: {body}");
 }
+
+/// An https registry signed by a private CA: trusted through
+/// `ca_location`, refused without it. `openssl s_server -WWW` serves the
+/// GET it answers (`/schemas/ids/7`) from files over TLS.
+#[test]
+fn https_with_a_private_ca_is_trusted_through_ca_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+    ]);
+    std::fs::create_dir_all(dir.path().join("schemas/ids")).unwrap();
+    std::fs::write(
+        dir.path().join("schemas/ids/7"),
+        r#"{"schema":"\"string\""}"#,
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "ca.pem",
+            "-key",
+            "key.pem",
+            "-WWW",
+            "-quiet",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::wait_for(
+        "the TLS server to listen",
+        std::time::Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    let settings = |ca: &str| SchemaRegistrySettings {
+        url: format!("https://127.0.0.1:{port}"),
+        ca_location: ca.to_owned(),
+        max_attempts: 1,
+        request_timeout_ms: 5_000,
+        ..Default::default()
+    };
+    let trusted =
+        RegistryClient::new(&settings(dir.path().join("ca.pem").to_str().unwrap())).unwrap();
+    let untrusted = RegistryClient::new(&settings("")).unwrap();
+    let (ok, refused) = rt().block_on(async {
+        (
+            trusted.schema_by_id(7).await,
+            untrusted.schema_by_id(7).await,
+        )
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(ok.unwrap(), "\"string\"");
+    assert!(refused.is_err(), "an unknown CA is not trusted");
+}
+
+#[test]
+fn a_missing_ca_file_is_a_clear_setup_error() {
+    let e = RegistryClient::new(&SchemaRegistrySettings {
+        url: "https://registry:8081".into(),
+        ca_location: "/nonexistent/ca.pem".into(),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("ca_location"), "{e}");
+}
