@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::output::OutRecord;
 use crate::pipeline::Health;
@@ -79,7 +80,7 @@ struct Pending<T> {
     /// Built once; taken by the first send, rebuilt for re-sends.
     headers: Option<OwnedHeaders>,
     token: T,
-    next_backoff_ms: u64,
+    backoff: Backoff,
     failing: bool,
 }
 
@@ -144,7 +145,7 @@ impl<T> Deliveries<T> {
                 record,
                 headers: Some(headers),
                 token,
-                next_backoff_ms: 100.min(self.backoff_max_ms),
+                backoff: Backoff::new(self.backoff_max_ms),
                 failing: false,
             },
         );
@@ -201,8 +202,7 @@ impl<T> Deliveries<T> {
                 debug!(%error, topic = %p.record.topic, "produce failed");
             }
         }
-        let wait = Duration::from_millis(p.next_backoff_ms);
-        p.next_backoff_ms = (p.next_backoff_ms * 2).min(self.backoff_max_ms);
+        let wait = p.backoff.next_delay();
         self.resend_at.push(Reverse((Instant::now() + wait, slot)));
     }
 

@@ -33,6 +33,7 @@ use rdkafka::{Message, TopicPartitionList};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::config::ValueFormat;
 use crate::delivery::Deliveries;
@@ -724,26 +725,6 @@ fn shape_label(shape: Shape) -> &'static str {
         Shape::Event => "event",
         Shape::LegacyRule => "legacy",
         Shape::Generic => "generic",
-    }
-}
-
-/// Exponential backoff from 100 ms to a cap.
-struct Backoff {
-    next_ms: u64,
-    max_ms: u64,
-}
-
-impl Backoff {
-    fn new(max_ms: u64) -> Self {
-        Backoff {
-            next_ms: 100.min(max_ms),
-            max_ms,
-        }
-    }
-
-    async fn wait(&mut self) {
-        tokio::time::sleep(Duration::from_millis(self.next_ms)).await;
-        self.next_ms = (self.next_ms * 2).min(self.max_ms);
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tracing::warn;
 
+use crate::backoff::Backoff;
 use crate::config::SchemaRegistrySettings;
 
 /// The registry's media type.
@@ -145,7 +146,7 @@ impl RegistryClient {
         url: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<T, RegistryError> {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(5_000);
         let mut last = String::new();
         for attempt in 1..=self.settings.max_attempts {
             let mut request = match body {
@@ -198,8 +199,7 @@ impl RegistryClient {
             }
             if attempt < self.settings.max_attempts {
                 warn!(attempt, error = %last, "schema registry request failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                backoff.wait().await;
             }
         }
         Err(RegistryError::Unavailable {
