@@ -486,12 +486,26 @@ impl Settings {
                     .into(),
             );
         }
-        let is_http = r.url.starts_with("http://") || r.url.starts_with("https://");
-        if !r.url.is_empty() && !is_http {
-            return bad(format!(
-                "schema_registry.url must start with http:// or https://, not {:?}",
-                r.url
-            ));
+        // The URL is never echoed: it may hold credentials.
+        let rest = r
+            .url
+            .strip_prefix("http://")
+            .or_else(|| r.url.strip_prefix("https://"));
+        match rest {
+            _ if r.url.is_empty() => {}
+            None => return bad("schema_registry.url must start with http:// or https://".into()),
+            // Credentials in the URL would show in errors and check-config.
+            Some(rest)
+                if rest
+                    .split('/')
+                    .next()
+                    .is_some_and(|host| host.contains('@')) =>
+            {
+                return bad("schema_registry.url must not hold credentials: use \
+                     schema_registry.basic_auth_user and basic_auth_password"
+                    .into());
+            }
+            Some(_) => {}
         }
         if !["topic", "record"].contains(&r.subject_name_strategy.as_str()) {
             return bad(format!(
@@ -714,6 +728,29 @@ mod tests {
         let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         f.write_all(text.as_bytes()).unwrap();
         f
+    }
+
+    #[test]
+    fn registry_urls_with_credentials_are_refused_without_echoing_them() {
+        for url in [
+            "https://svc:s3cret@registry:8081",
+            "svc:s3cret@registry:8081",
+        ] {
+            let e =
+                Settings::load_with_env(None, env(&[("CODAT_STREAM__SCHEMA_REGISTRY__URL", url)]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains("schema_registry.url"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        let ok = env(&[(
+            "CODAT_STREAM__SCHEMA_REGISTRY__URL",
+            "https://registry:8081/a@b",
+        )]);
+        assert!(
+            Settings::load_with_env(None, ok).is_ok(),
+            "an @ in the path is fine"
+        );
     }
 
     #[test]
