@@ -84,11 +84,11 @@ fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
         &[("CODAT_STREAM__NORMALIZE__MAX_BODY_BYTES", "4096")],
     );
     connector.wait_started(Duration::from_secs(60));
-    let out = consume_until(
+    let out = read_outputs(
         &broker.bootstrap(),
-        |t| is_output(&names, t),
+        &names,
+        inputs.len(),
         Duration::from_secs(60),
-        |m| m.len() >= inputs.len(),
     );
     assert_eq!(
         out.len(),

@@ -57,11 +57,11 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut connector = Connector::start(&broker.bootstrap(), &names, &env);
     connector.wait_started(Duration::from_secs(60));
-    let out = consume_until(
+    let out = read_outputs(
         &broker.bootstrap(),
-        |t| is_output(&names, t),
+        &names,
+        inputs.len(),
         Duration::from_secs(60),
-        |m| m.len() >= inputs.len(),
     );
     assert_eq!(out.len(), inputs.len(), "log: {}", connector.raw_log_text());
 
@@ -137,16 +137,7 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
         ])
         .output()
         .unwrap_or_else(|e| panic!("{} (scripts/test.sh creates it): {e}", python()));
-    assert!(
-        py.status.success(),
-        "confluent-kafka could not decode:\n{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    let decoded: Vec<serde_json::Value> = String::from_utf8(py.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let decoded = json_lines(&py, "confluent-kafka decoding");
     assert_eq!(decoded.len(), inputs.len() - 1);
     let py_ids: HashSet<String> = decoded
         .iter()
@@ -175,16 +166,7 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
         )
         .output()
         .unwrap();
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(cli.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&cli, "codat-stream decode");
     let expected = out.iter().filter(|m| m.topic() == topic).count();
     assert_eq!(lines.len(), expected);
     for l in &lines {
@@ -253,12 +235,7 @@ fn a_registry_outage_holds_records_and_readiness_until_it_returns() {
     );
 
     proxy.up();
-    let out = consume_until(
-        &broker.bootstrap(),
-        |t| is_output(&names, t),
-        Duration::from_secs(60),
-        |m| !m.is_empty(),
-    );
+    let out = read_outputs(&broker.bootstrap(), &names, 1, Duration::from_secs(60));
     let topics: HashMap<&str, usize> = out.iter().fold(HashMap::new(), |mut acc, m| {
         *acc.entry(m.topic()).or_default() += 1;
         acc
@@ -327,11 +304,11 @@ fn record_name_strategy_registers_one_subject_for_every_topic() {
         ],
     );
     connector.wait_started(Duration::from_secs(60));
-    let out = consume_until(
+    let out = read_outputs(
         &broker.bootstrap(),
-        |t| is_output(&names, t),
+        &names,
+        inputs.len(),
         Duration::from_secs(60),
-        |m| m.len() >= inputs.len(),
     );
     assert_eq!(out.len(), inputs.len(), "log: {}", connector.raw_log_text());
     assert_eq!(

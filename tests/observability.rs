@@ -422,11 +422,11 @@ fn readiness_answers_503_while_draining_and_liveness_stays_ok() {
     let consumed = stopped["consumed"].as_u64().unwrap() as usize;
     assert!(consumed > 0);
     assert_eq!(stopped["acknowledged"].as_u64(), Some(consumed as u64));
-    let out = consume_until(
+    let out = read_outputs(
         &broker.bootstrap(),
-        |t| is_output(&names, t),
+        &names,
+        consumed,
         Duration::from_secs(30),
-        |m| m.len() >= consumed,
     );
     assert_eq!(out.len(), consumed, "the drain lost nothing");
 }

@@ -403,6 +403,30 @@ pub fn consume_until(
     got
 }
 
+/// Reads the deployment's output topics (envelopes, catch-all, dead
+/// letters) until at least `n` records are there or `within` passes.
+pub fn read_outputs(
+    bootstrap: &str,
+    names: &Names,
+    n: usize,
+    within: Duration,
+) -> Vec<OwnedMessage> {
+    consume_until(bootstrap, |t| is_output(names, t), within, |m| m.len() >= n)
+}
+
+/// The JSON lines a command printed, after checking it exited 0.
+pub fn json_lines(out: &std::process::Output, what: &str) -> Vec<serde_json::Value> {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what} printed {l:?}: {e}")))
+        .collect()
+}
+
 /// Waits until a new member joining `group` is given partitions of
 /// `topic`, i.e. the broker has expired a crashed member. A probe joins,
 /// and leaves again if it is given nothing; tansu does not start a new
