@@ -83,19 +83,7 @@ fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
         &names,
         &[("CODAT_STREAM__NORMALIZE__MAX_BODY_BYTES", "4096")],
     );
-    connector.wait_started(Duration::from_secs(60));
-    let out = read_outputs(
-        &broker.bootstrap(),
-        &names,
-        inputs.len(),
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        out.len(),
-        inputs.len(),
-        "one output per input; connector log: {}",
-        connector.raw_log_text()
-    );
+    let out = connector.expect_outputs(&broker.bootstrap(), &names, inputs.len());
 
     let schema = Schema::parse_str(
         &std::fs::read_to_string(concat!(

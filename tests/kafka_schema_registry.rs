@@ -56,14 +56,7 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
     let env = registry_env(&registry.url());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut connector = Connector::start(&broker.bootstrap(), &names, &env);
-    connector.wait_started(Duration::from_secs(60));
-    let out = read_outputs(
-        &broker.bootstrap(),
-        &names,
-        inputs.len(),
-        Duration::from_secs(60),
-    );
-    assert_eq!(out.len(), inputs.len(), "log: {}", connector.raw_log_text());
+    let out = connector.expect_outputs(&broker.bootstrap(), &names, inputs.len());
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -303,14 +296,7 @@ fn record_name_strategy_registers_one_subject_for_every_topic() {
             ),
         ],
     );
-    connector.wait_started(Duration::from_secs(60));
-    let out = read_outputs(
-        &broker.bootstrap(),
-        &names,
-        inputs.len(),
-        Duration::from_secs(60),
-    );
-    assert_eq!(out.len(), inputs.len(), "log: {}", connector.raw_log_text());
+    let out = connector.expect_outputs(&broker.bootstrap(), &names, inputs.len());
     assert_eq!(
         registry.subjects(),
         vec!["io.codatstream.Envelope".to_owned()]

@@ -624,6 +624,19 @@ impl Connector {
         });
     }
 
+    /// Waits for it to start, then for exactly `n` output records (60 s each).
+    pub fn expect_outputs(&self, bootstrap: &str, names: &Names, n: usize) -> Vec<OwnedMessage> {
+        self.wait_started(Duration::from_secs(60));
+        let out = read_outputs(bootstrap, names, n, Duration::from_secs(60));
+        assert_eq!(
+            out.len(),
+            n,
+            "one output per input; connector log: {}",
+            self.raw_log_text()
+        );
+        out
+    }
+
     pub fn sigterm(&self) {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
