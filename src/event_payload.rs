@@ -6,7 +6,8 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use crate::event_type;
-use crate::raw_json::{self, RawObject};
+use crate::raw_json::{self, JsonFault, RawObject};
+use crate::rejection::Rejection;
 
 /// Company id location by event type prefix; the first matching row wins.
 /// `company.*` events carry the company itself as the payload.
@@ -30,31 +31,45 @@ pub struct PayloadRefs<'a> {
 
 /// Reads the reference ids of an event of type `event_type` from `payload`.
 /// Fields of unexpected JSON type are treated as absent: the payload is
-/// Codat's to shape and always passes through untouched.
-pub fn refs<'a>(event_type: &str, payload: &'a RawValue) -> PayloadRefs<'a> {
-    let Some(object) = RawObject::parse(payload) else {
-        return PayloadRefs::default();
+/// Codat's to shape and always passes through untouched. But a repeated key
+/// or an undecodable string on the way to an id is refused: taking one copy
+/// (or none) would give the envelope a different company than every other
+/// reader of the same payload sees.
+pub fn refs<'a>(event_type: &str, payload: &'a RawValue) -> Result<PayloadRefs<'a>, Rejection> {
+    let Some(object) = RawObject::parse(payload).map_err(|f| f.at("`payload`"))? else {
+        return Ok(PayloadRefs::default());
     };
-    let company_id = COMPANY_ID_PATHS
+    let company_id = match COMPANY_ID_PATHS
         .iter()
         .find(|(prefix, _)| event_type.starts_with(prefix))
-        .and_then(|(_, path)| str_at(&object, path));
-    let connection_id = CONNECTION_ID_PATHS
-        .iter()
-        .find_map(|path| str_at(&object, path));
+    {
+        Some((_, path)) => str_at(&object, path).map_err(|f| at_path(f, path))?,
+        None => None,
+    };
+    let mut connection_id = None;
+    for path in CONNECTION_ID_PATHS {
+        connection_id = str_at(&object, path).map_err(|f| at_path(f, path))?;
+        if connection_id.is_some() {
+            break;
+        }
+    }
     let data_type = match event_type::write_data_type(event_type) {
         Some(dt) => Some(Cow::Owned(dt.to_owned())),
-        None => single_read_data_type(&object),
+        None => single_read_data_type(&object).map_err(|f| at_path(f, "dataTypes[]"))?,
     };
-    PayloadRefs {
+    Ok(PayloadRefs {
         company_id,
         connection_id,
         data_type,
-    }
+    })
+}
+
+fn at_path(fault: JsonFault, path: &str) -> Rejection {
+    fault.at(&format!("`payload` on the way to `{path}`"))
 }
 
 /// The string at a dotted path (`[]` = first array element).
-fn str_at<'a>(object: &RawObject<'a>, path: &str) -> Option<Cow<'a, str>> {
+fn str_at<'a>(object: &RawObject<'a>, path: &str) -> Result<Option<Cow<'a, str>>, JsonFault> {
     let (head, rest) = match path.split_once('.') {
         Some((head, rest)) => (head, Some(rest)),
         None => (path, None),
@@ -63,22 +78,35 @@ fn str_at<'a>(object: &RawObject<'a>, path: &str) -> Option<Cow<'a, str>> {
         Some(key) => (key, true),
         None => (head, false),
     };
-    let mut value = object.get(key)?;
+    let Some(mut value) = object.get(key) else {
+        return Ok(None);
+    };
     if first_item {
-        value = *raw_json::array_items(value)?.first()?;
+        match raw_json::array_items(value).as_deref() {
+            Some([first, ..]) => value = first,
+            _ => return Ok(None),
+        }
     }
     match rest {
         None => raw_json::as_str(value),
-        Some(rest) => str_at(&RawObject::parse(value)?, rest),
+        Some(rest) => match RawObject::parse(value)? {
+            Some(inner) => str_at(&inner, rest),
+            None => Ok(None),
+        },
     }
 }
 
 /// The data type of a read event that lists exactly one.
-fn single_read_data_type<'a>(object: &RawObject<'a>) -> Option<Cow<'a, str>> {
-    let items = raw_json::array_items(object.get("dataTypes")?)?;
+fn single_read_data_type<'a>(object: &RawObject<'a>) -> Result<Option<Cow<'a, str>>, JsonFault> {
+    let Some(items) = object.get("dataTypes").and_then(raw_json::array_items) else {
+        return Ok(None);
+    };
     match items.as_slice() {
-        [only] => RawObject::parse(only)?.get_str("dataType"),
-        _ => None,
+        [only] => match RawObject::parse(only)? {
+            Some(item) => item.get_str("dataType"),
+            None => Ok(None),
+        },
+        _ => Ok(None),
     }
 }
 
@@ -87,7 +115,45 @@ mod tests {
     use super::*;
 
     fn refs_of(t: &str, payload: &'static str) -> PayloadRefs<'static> {
-        refs(t, serde_json::from_str(payload).unwrap())
+        refs(t, serde_json::from_str(payload).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn repeated_keys_and_undecodable_strings_on_the_way_to_an_id_are_refused() {
+        use crate::rejection::RejectReason;
+        let refs_err = |t: &str, p: &'static str| {
+            refs(t, serde_json::from_str(p).unwrap())
+                .unwrap_err()
+                .reason
+        };
+        assert_eq!(
+            refs_err(
+                "connection.failed",
+                r#"{"referenceCompany":{"id":"a","id":"b"}}"#
+            ),
+            RejectReason::DuplicateKey
+        );
+        assert_eq!(
+            refs_err(
+                "connection.failed",
+                r#"{"referenceCompany":{"id":"a"},"referenceCompany":{"id":"b"}}"#
+            ),
+            RejectReason::DuplicateKey
+        );
+        assert_eq!(
+            refs_err(
+                "connection.failed",
+                r#"{"\ud800":1,"referenceCompany":{"id":"a"}}"#
+            ),
+            RejectReason::InvalidString
+        );
+        assert_eq!(
+            refs_err(
+                "connection.failed",
+                r#"{"referenceCompany":{"id":"\udc00"}}"#
+            ),
+            RejectReason::InvalidString
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! global state, so the same input always gives the same output.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -166,50 +165,19 @@ pub fn normalize<'a, H: HeaderLookup + ?Sized>(
 
 /// The body's top-level object, or why it is not one.
 fn parse_top_object(text: &str) -> Result<RawObject<'_>, Rejection> {
-    let top: RawObject = match serde_json::from_str(text) {
-        Ok(top) => top,
-        Err(_) => {
-            // Not an object: say whether it is JSON at all.
-            return Err(match serde_json::from_str::<&RawValue>(text) {
-                Ok(raw) => Rejection::new(
-                    RejectReason::NotAnObject,
-                    format!("body is {}, not a JSON object", raw_json::kind(raw).name()),
-                ),
-                Err(e) => Rejection::new(
-                    RejectReason::InvalidJson,
-                    format!("body is not valid JSON: {e}"),
-                ),
-            });
-        }
-    };
-    if let Some(key) = first_duplicate_key(&top) {
-        return Err(Rejection::new(
+    let raw: &RawValue = serde_json::from_str(text).map_err(|e| {
+        Rejection::new(
             RejectReason::InvalidJson,
-            format!(
-                "key {} appears more than once at the top level",
-                excerpt(key)
-            ),
-        ));
-    }
-    Ok(top)
-}
-
-fn first_duplicate_key<'o>(top: &'o RawObject<'_>) -> Option<&'o str> {
-    let members = &top.members;
-    if members.len() <= 16 {
-        // Few keys: a quadratic scan is cheaper than hashing.
-        for (i, (k, _)) in members.iter().enumerate() {
-            if members[..i].iter().any(|(prev, _)| prev == k) {
-                return Some(k);
-            }
-        }
-        return None;
-    }
-    let mut seen = HashSet::with_capacity(members.len());
-    members
-        .iter()
-        .map(|(k, _)| k.as_ref())
-        .find(|k| !seen.insert(*k))
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let top = RawObject::parse(raw).map_err(|f| f.at("the body"))?;
+    top.ok_or_else(|| {
+        Rejection::new(
+            RejectReason::NotAnObject,
+            format!("body is {}, not a JSON object", raw_json::kind(raw).name()),
+        )
+    })
 }
 
 /// EVENT and GENERIC bodies: the same fields, the body under `payload` or `data`.
@@ -280,7 +248,7 @@ fn event_like<'a>(
         }
     }
 
-    let refs = event_payload::refs(&event_type, payload);
+    let refs = event_payload::refs(&event_type, payload)?;
     Ok(Envelope {
         id,
         id_source,
@@ -311,7 +279,7 @@ fn optional_str<'a>(top: &RawObject<'a>, key: &str) -> Result<Option<Cow<'a, str
         None => Ok(None),
         Some(raw) => match raw_json::kind(raw) {
             Kind::Null => Ok(None),
-            Kind::String => Ok(raw_json::as_str(raw)),
+            Kind::String => raw_json::as_str(raw).map_err(|f| f.at(&format!("`{key}`"))),
             other => Err(Rejection::mistyped(key, "a string", other.name())),
         },
     }
@@ -429,7 +397,7 @@ mod tests {
         assert_eq!(reason(b"{} trailing"), RejectReason::InvalidJson);
         assert_eq!(
             reason(br#"{"id":"a","id":"b","eventType":"x","payload":{}}"#),
-            RejectReason::InvalidJson
+            RejectReason::DuplicateKey
         );
         assert_eq!(reason(b"[1,2]"), RejectReason::NotAnObject);
         assert_eq!(reason(b"null"), RejectReason::NotAnObject);
@@ -517,5 +485,75 @@ mod tests {
         assert_eq!(env.routing_key(), "cl");
         let env = ok(r#"{"id":"e","eventType":"client.rateLimit.reached","payload":{}}"#);
         assert_eq!(env.routing_key(), "e");
+    }
+
+    /// Issue 9, finding 3: a string whose escapes do not decode was read as
+    /// "absent" (exit 0, values gone). Each is now a rejection of its own.
+    #[test]
+    fn undecodable_strings_are_rejected_never_absent() {
+        let cases: &[&[u8]] = &[
+            br#"{"RuleType":"Rate Limit Reached","AlertId":"a","Data":{"\ud800":1,"DailyQuota":5}}"#,
+            br#"{"RuleType":"Rate Limit Reached","AlertId":"a","ClientName":"\ud800","Data":{}}"#,
+            br#"{"RuleType":"Rate Limit Reached","AlertId":"a","Message":"\udfff","Data":{}}"#,
+            br#"{"RuleType":"Rate Limit Reached","AlertId":"a","RuleId":"\ud800x","Data":{}}"#,
+            br#"{"RuleType":"Rate Limit Reached","AlertId":"a","ClientId":"\ud800","Data":{}}"#,
+            br#"{"RuleType":"Rate Limit Reached","AlertId":"a","Data":{"dataType":"\ud800"}}"#,
+            br#"{"id":"e","eventType":"a.b","generatedDate":"\ud800","payload":{}}"#,
+            br#"{"id":"\ud800","type":"a.b","data":{}}"#,
+            br#"{"id":"e","eventType":"connection.failed","payload":{"\ud800":1,"referenceCompany":{"id":"co"}}}"#,
+            br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"\ud800"}}}"#,
+            br#"{"\ud800":1,"id":"e","eventType":"a.b","payload":{}}"#,
+        ];
+        for body in cases {
+            let err = normalize(body, &(), &INGEST, opts()).unwrap_err();
+            assert_eq!(
+                err.reason,
+                RejectReason::InvalidString,
+                "{}: {}",
+                String::from_utf8_lossy(body),
+                err.message
+            );
+        }
+    }
+
+    /// Issue 9, finding 3: an object with an undecodable key was called
+    /// "an object, not a JSON object".
+    #[test]
+    fn an_object_with_a_bad_key_is_not_called_not_an_object() {
+        let err = normalize(br#"{"\ud800":1}"#, &(), &INGEST, opts()).unwrap_err();
+        assert_eq!(err.reason, RejectReason::InvalidString);
+        assert!(
+            !err.message.contains("not a JSON object"),
+            "{}",
+            err.message
+        );
+    }
+
+    /// Issue 9, finding 4: with duplicate keys inside `payload`, the envelope
+    /// took the first copy while standard parsers downstream read the last.
+    #[test]
+    fn duplicate_keys_where_the_normaliser_reads_are_refused() {
+        let cases: &[&[u8]] = &[
+            br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"a","id":"b"}}}"#,
+            br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"a"},"referenceCompany":{"id":"b"}}}"#,
+            br#"{"id":"e","eventType":"company.created","payload":{"id":"a","id":"b"}}"#,
+            br#"{"id":"e","eventType":"read.completed","payload":{"dataTypes":[{"dataType":"a","dataType":"b"}]}}"#,
+            br#"{"id":"e","eventType":"bills.write.successful","payload":{"connectionId":"a","connectionId":"b"}}"#,
+            br#"{"RuleType":"Rate Limit Reached","AlertId":"a","alertid":"b","Data":{}}"#,
+            br#"{"RuleType":"Rate Limit Reached","AlertId":"a","Data":{"DailyQuota":1,"dailyquota":2}}"#,
+        ];
+        for body in cases {
+            let err = normalize(body, &(), &INGEST, opts()).unwrap_err();
+            assert_eq!(
+                err.reason,
+                RejectReason::DuplicateKey,
+                "{}: {}",
+                String::from_utf8_lossy(body),
+                err.message
+            );
+        }
+        // Repeats deeper than anything read pass through untouched.
+        let env = ok(r#"{"id":"e","eventType":"a.b","payload":{"x":{"k":1,"k":2}}}"#);
+        assert_eq!(env.payload, r#"{"x":{"k":1,"k":2}}"#);
     }
 }

@@ -14,6 +14,28 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::rejection::Rejection;
+
+/// Why a JSON value the normaliser reads is unusable, though valid JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonFault {
+    /// A string (key or value) whose escapes do not decode to Unicode text.
+    BadString,
+    /// A key that appears more than once in one object.
+    DuplicateKey(String),
+}
+
+impl JsonFault {
+    /// The rejection for this fault in the value at `path` (built only on
+    /// the error path, so reading stays allocation-free).
+    pub fn at(self, path: &str) -> Rejection {
+        match self {
+            JsonFault::BadString => Rejection::invalid_string(path),
+            JsonFault::DuplicateKey(key) => Rejection::duplicate_key(path, &key),
+        }
+    }
+}
+
 /// A string that borrows from the input when it holds no escapes.
 #[derive(Debug)]
 struct BorrowedStr<'a>(Cow<'a, str>);
@@ -69,15 +91,50 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
 }
 
 impl<'a> RawObject<'a> {
-    /// Scans `raw` as an object; `None` when it is any other JSON value.
-    pub fn parse(raw: &'a RawValue) -> Option<Self> {
+    /// Scans `raw` as an object; `Ok(None)` when it is any other JSON value.
+    /// A key whose escapes do not decode, or a key that appears twice, is
+    /// a fault: silently taking one copy would disagree with readers that
+    /// take the other.
+    pub fn parse(raw: &'a RawValue) -> Result<Option<Self>, JsonFault> {
         if kind(raw) != Kind::Object {
-            return None;
+            return Ok(None);
         }
-        serde_json::from_str(raw.get()).ok()
+        // `raw` is valid JSON, so the only way the scan fails is a key
+        // whose escapes are not Unicode text.
+        let object: RawObject =
+            serde_json::from_str(raw.get()).map_err(|_| JsonFault::BadString)?;
+        object.check_unique(false)?;
+        Ok(Some(object))
     }
 
-    /// The first member whose key equals `key` exactly.
+    /// Refuses a key that appears twice (ignoring ASCII case when
+    /// `ignore_case`, for bodies whose keys are matched that way).
+    pub fn check_unique(&self, ignore_case: bool) -> Result<(), JsonFault> {
+        let same = |a: &str, b: &str| {
+            if ignore_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        let members = &self.members;
+        if members.len() <= 16 || ignore_case {
+            // Few keys: a quadratic scan is cheaper than hashing.
+            for (i, (k, _)) in members.iter().enumerate() {
+                if members[..i].iter().any(|(prev, _)| same(prev, k)) {
+                    return Err(JsonFault::DuplicateKey(k.to_string()));
+                }
+            }
+            return Ok(());
+        }
+        let mut seen = std::collections::HashSet::with_capacity(members.len());
+        match members.iter().find(|(k, _)| !seen.insert(k.as_ref())) {
+            Some((k, _)) => Err(JsonFault::DuplicateKey(k.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// The member whose key equals `key` exactly (keys are unique once parsed).
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.members
             .iter()
@@ -85,9 +142,13 @@ impl<'a> RawObject<'a> {
             .map(|(_, v)| *v)
     }
 
-    /// The string value at `key`, if that member exists and is a string.
-    pub fn get_str(&self, key: &str) -> Option<Cow<'a, str>> {
-        self.get(key).and_then(as_str)
+    /// The string value at `key`: `Ok(None)` when absent or not a string,
+    /// an error when it is a string that does not decode.
+    pub fn get_str(&self, key: &str) -> Result<Option<Cow<'a, str>>, JsonFault> {
+        match self.get(key) {
+            Some(raw) => as_str(raw),
+            None => Ok(None),
+        }
     }
 }
 
@@ -134,14 +195,16 @@ pub fn kind(raw: &RawValue) -> Kind {
     }
 }
 
-/// Decodes `raw` as a string, borrowing when it has no escapes.
-pub fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+/// Decodes `raw` as a string, borrowing when it has no escapes: `Ok(None)`
+/// when it is not a string; a fault when its escapes do not decode (never
+/// "absent": the value is there, it is just unusable).
+pub fn as_str(raw: &RawValue) -> Result<Option<Cow<'_, str>>, JsonFault> {
     if kind(raw) != Kind::String {
-        return None;
+        return Ok(None);
     }
     serde_json::from_str::<BorrowedStr>(raw.get())
-        .ok()
-        .map(|s| s.0)
+        .map(|s| Some(s.0))
+        .map_err(|_| JsonFault::BadString)
 }
 
 /// The elements of a raw JSON array; `None` when `raw` is not an array.
@@ -355,18 +418,46 @@ mod tests {
         let keys: Vec<_> = obj.members.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(keys, ["b", "a", "b"]);
         assert_eq!(obj.get("b").unwrap().get(), r#"{"x": 1}"#);
-        assert_eq!(obj.get_str("a").as_deref(), Some("s"));
-        assert_eq!(obj.get_str("b"), None);
+        assert_eq!(obj.get_str("a").unwrap().as_deref(), Some("s"));
+        assert_eq!(obj.get_str("b").unwrap(), None);
+    }
+
+    #[test]
+    fn parse_refuses_repeated_and_undecodable_keys() {
+        use crate::rejection::RejectReason;
+        let err = RawObject::parse(raw(r#"{"b":1,"a":2,"b":3}"#)).unwrap_err();
+        assert_eq!(err, JsonFault::DuplicateKey("b".into()));
+        let rejection = err.at("`payload`");
+        assert_eq!(rejection.reason, RejectReason::DuplicateKey);
+        assert!(
+            rejection.message.contains("`payload`"),
+            "{}",
+            rejection.message
+        );
+        let many: String = (0..40).map(|i| format!("\"k{i}\":1,")).collect();
+        let err = RawObject::parse(raw(&format!("{{{many}\"k7\":2}}"))).unwrap_err();
+        assert_eq!(err, JsonFault::DuplicateKey("k7".into()));
+        let err = RawObject::parse(raw(r#"{"\ud800":1}"#)).unwrap_err();
+        assert_eq!(err.at("x").reason, RejectReason::InvalidString);
+        assert!(RawObject::parse(raw("[1]")).unwrap().is_none());
+        let obj = RawObject::parse(raw(r#"{"A":1,"a":2}"#)).unwrap().unwrap();
+        assert_eq!(
+            obj.check_unique(true),
+            Err(JsonFault::DuplicateKey("a".into()))
+        );
     }
 
     #[test]
     fn escaped_strings_are_decoded() {
-        assert_eq!(as_str(raw(r#""a\"b\u0063""#)).as_deref(), Some("a\"bc"));
-        assert!(matches!(
-            as_str(raw(r#""plain""#)),
-            Some(Cow::Borrowed("plain"))
-        ));
-        assert_eq!(as_str(raw("12")), None);
+        let s = |r: &'static str| as_str(raw(r));
+        assert_eq!(s(r#""a\"b\u0063""#).unwrap().as_deref(), Some("a\"bc"));
+        assert!(matches!(s(r#""plain""#), Ok(Some(Cow::Borrowed("plain")))));
+        assert_eq!(s("12").unwrap(), None);
+        assert_eq!(
+            s(r#""\ud800""#),
+            Err(JsonFault::BadString),
+            "an undecodable string is an error, never absent"
+        );
     }
 
     #[test]

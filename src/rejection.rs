@@ -11,8 +11,15 @@ pub enum RejectReason {
     BodyTooLarge,
     /// The body is not valid UTF-8.
     InvalidUtf8,
-    /// The body is not valid JSON (or repeats a key).
+    /// The body is not valid JSON.
     InvalidJson,
+    /// An object the normaliser reads repeats a key (exactly, or ignoring
+    /// case in legacy bodies, whose keys are matched ignoring case): readers
+    /// disagree on which copy counts, so neither is chosen.
+    DuplicateKey,
+    /// A JSON string (key or value) the normaliser reads has escapes that
+    /// do not decode to Unicode text (a lone surrogate such as `"\ud800"`).
+    InvalidString,
     /// The body is JSON but not an object.
     NotAnObject,
     /// The object matches none of the three webhook shapes.
@@ -25,21 +32,60 @@ pub enum RejectReason {
     InvalidEventType,
     /// A legacy `RuleType` that matches no row of the migration table.
     UnknownLegacyRuleType,
+    /// The record's value is null (a tombstone): there is no body at all.
+    NullValue,
+    /// The record carries a header Kafka cannot carry on the envelope (a
+    /// key that is not UTF-8); decided by the shell.
+    InvalidHeader,
+    /// The envelope record would exceed the producer's `message.max.bytes`
+    /// (the body fits, but the envelope and copied headers do not).
+    OutputTooLarge,
+    /// The broker refused the envelope record for good (too large for the
+    /// broker or topic, invalid record, not authorised on that topic).
+    ProduceRefused,
+    /// The schema registry refused the envelope's subject, even the catch-all's.
+    RegistryRefused,
 }
 
 impl RejectReason {
     /// Every reason, for metrics pre-registration and docs.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 16] = [
         RejectReason::BodyTooLarge,
         RejectReason::InvalidUtf8,
         RejectReason::InvalidJson,
+        RejectReason::DuplicateKey,
+        RejectReason::InvalidString,
         RejectReason::NotAnObject,
         RejectReason::UnknownShape,
         RejectReason::MissingField,
         RejectReason::InvalidField,
         RejectReason::InvalidEventType,
         RejectReason::UnknownLegacyRuleType,
+        RejectReason::NullValue,
+        RejectReason::InvalidHeader,
+        RejectReason::OutputTooLarge,
+        RejectReason::ProduceRefused,
+        RejectReason::RegistryRefused,
     ];
+
+    /// Reasons the pure normaliser gives (the body itself is unusable); the
+    /// rest are the shell's, for records whose body was fine but whose
+    /// output could never be produced as is.
+    pub fn is_body_reason(self) -> bool {
+        !matches!(
+            self,
+            RejectReason::NullValue
+                | RejectReason::InvalidHeader
+                | RejectReason::OutputTooLarge
+                | RejectReason::ProduceRefused
+                | RejectReason::RegistryRefused
+        )
+    }
+
+    /// Position in [`RejectReason::ALL`], for per-reason tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     /// The stable snake_case code.
     pub fn code(self) -> &'static str {
@@ -47,12 +93,19 @@ impl RejectReason {
             RejectReason::BodyTooLarge => "body_too_large",
             RejectReason::InvalidUtf8 => "invalid_utf8",
             RejectReason::InvalidJson => "invalid_json",
+            RejectReason::DuplicateKey => "duplicate_key",
+            RejectReason::InvalidString => "invalid_string",
             RejectReason::NotAnObject => "not_an_object",
             RejectReason::UnknownShape => "unknown_shape",
             RejectReason::MissingField => "missing_field",
             RejectReason::InvalidField => "invalid_field",
             RejectReason::InvalidEventType => "invalid_event_type",
             RejectReason::UnknownLegacyRuleType => "unknown_legacy_rule_type",
+            RejectReason::NullValue => "null_value",
+            RejectReason::InvalidHeader => "invalid_header",
+            RejectReason::OutputTooLarge => "output_too_large",
+            RejectReason::ProduceRefused => "produce_refused",
+            RejectReason::RegistryRefused => "registry_refused",
         }
     }
 }
@@ -91,6 +144,22 @@ impl Rejection {
         )
     }
 
+    /// `key` appears more than once in the object at `path`.
+    pub fn duplicate_key(path: &str, key: &str) -> Self {
+        Rejection::new(
+            RejectReason::DuplicateKey,
+            format!("key {} appears more than once in {path}", excerpt(key)),
+        )
+    }
+
+    /// A string at `path` whose escapes do not decode.
+    pub fn invalid_string(path: &str) -> Self {
+        Rejection::new(
+            RejectReason::InvalidString,
+            format!("a string in {path} has escapes that are not Unicode text (a lone surrogate)"),
+        )
+    }
+
     /// A field has the wrong JSON type.
     pub fn mistyped(field: &str, expected: &str, found: &str) -> Self {
         Rejection::new(
@@ -123,6 +192,9 @@ mod tests {
             c.chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
         }));
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "ALL lists reasons in declaration order");
+        }
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), RejectReason::ALL.len());

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use super::mapping::{self, Constant, RuleRow, Source, TypeRule};
 use crate::envelope::{LegacyRule, TypeOrigin};
 use crate::event_type;
-use crate::raw_json::{self, Kind, OutJson, RawObject};
+use crate::raw_json::{self, JsonFault, Kind, OutJson, RawObject};
 use crate::rejection::{RejectReason, Rejection, excerpt};
 
 const SHAPE: &str = "legacy rule";
@@ -73,7 +73,10 @@ impl<'o, 'a> Members<'o, 'a> {
         };
         match raw_json::kind(raw) {
             Kind::Null => Ok(None),
-            Kind::String => Ok(raw_json::as_str(raw).map(|s| (i, s))),
+            Kind::String => {
+                let s = raw_json::as_str(raw).map_err(|f| f.at(&format!("`{label}`")))?;
+                Ok(s.map(|s| (i, s)))
+            }
             other => Err(Rejection::mistyped(label, "a string", other.name())),
         }
     }
@@ -100,6 +103,9 @@ impl<'o, 'a> Members<'o, 'a> {
 
 /// Rewrites a legacy rules body (its top-level object) into an event.
 pub fn rewrite<'a>(body: &RawObject<'a>) -> Result<LegacyEvent<'a>, Rejection> {
+    // Legacy keys are matched ignoring case, so `AlertId` and `alertid`
+    // together are ambiguous: refuse rather than pick one.
+    body.check_unique(true).map_err(|f| f.at("the body"))?;
     let mut top = Members::new(body);
 
     let rule_type = top
@@ -133,7 +139,12 @@ pub fn rewrite<'a>(body: &RawObject<'a>) -> Result<LegacyEvent<'a>, Rejection> {
             top.placed[i] = true;
             match raw_json::kind(raw) {
                 Kind::Null => RawObject::default(),
-                Kind::Object => RawObject::parse(raw).unwrap_or_default(),
+                Kind::Object => {
+                    let at_data = |f: JsonFault| f.at("`Data`");
+                    let data = RawObject::parse(raw).map_err(at_data)?.unwrap_or_default();
+                    data.check_unique(true).map_err(at_data)?;
+                    data
+                }
                 other => return Err(Rejection::mistyped("Data", "an object", other.name())),
             }
         }
@@ -338,12 +349,20 @@ mod tests {
 
     #[test]
     fn unknown_top_level_fields_are_kept() {
-        let (ev, _) = run(r#"{"RuleType":"Sync Connection Deleted","AlertId":"a","CompanyId":"c","Extra":{"x":[1,2]},"companyId":"dup"}"#).unwrap();
+        let (ev, _) = run(r#"{"RuleType":"Sync Connection Deleted","AlertId":"a","CompanyId":"c","Extra":{"x":[1,2]}}"#).unwrap();
         assert_eq!(ev.company_id.as_deref(), Some("c"));
         assert_eq!(
             ev.legacy.unmapped.as_deref(),
-            Some(r#"{"Extra":{"x":[1,2]},"companyId":"dup"}"#)
+            Some(r#"{"Extra":{"x":[1,2]}}"#)
         );
+    }
+
+    /// Issue 9, finding 4: legacy keys are matched ignoring case, so
+    /// `CompanyId` beside `companyId` used to take the first silently.
+    #[test]
+    fn keys_equal_ignoring_case_are_refused() {
+        let err = run(r#"{"RuleType":"Sync Connection Deleted","AlertId":"a","CompanyId":"c","companyId":"dup"}"#).unwrap_err();
+        assert_eq!(err.reason, RejectReason::DuplicateKey);
     }
 
     #[test]
