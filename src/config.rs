@@ -142,6 +142,10 @@ pub struct NormalizeSettings {
 pub struct PipelineSettings {
     /// Most records consumed but not yet acknowledged by the broker.
     pub max_in_flight: usize,
+    /// Most bytes held for those records (output records and the input
+    /// copies kept to dead-letter a refused one): bounds memory when records
+    /// are large, where the record count alone would not.
+    pub max_in_flight_bytes: usize,
     /// On SIGTERM/SIGINT, how long to wait for in-flight records before exiting.
     pub drain_timeout_ms: u64,
     /// Longest wait between re-sends of a record the broker would not take.
@@ -302,6 +306,7 @@ impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
             max_in_flight: 10_000,
+            max_in_flight_bytes: 32 * 1024 * 1024,
             drain_timeout_ms: 30_000,
             produce_retry_backoff_max_ms: 5_000,
         }
@@ -449,6 +454,9 @@ impl Settings {
             return bad("normalize.max_body_bytes must be at least 1".into());
         }
         let p = &self.pipeline;
+        if p.max_in_flight_bytes < 1024 * 1024 || p.max_in_flight_bytes > 4 * 1024 * 1024 * 1024 {
+            return bad("pipeline.max_in_flight_bytes must be between 1048576 (1 MiB) and 4294967296 (4 GiB)".into());
+        }
         if p.max_in_flight == 0 || p.max_in_flight > 1_000_000 {
             return bad("pipeline.max_in_flight must be between 1 and 1000000".into());
         }
@@ -631,6 +639,16 @@ impl Settings {
         apply(&mut c, &self.kafka.common);
         c.set("bootstrap.servers", &self.kafka.bootstrap_servers);
         c
+    }
+
+    /// The producer's `message.max.bytes` (librdkafka's default 1,000,000
+    /// unless set): records are checked against it before they are sent.
+    pub fn max_message_bytes(&self) -> usize {
+        [&self.kafka.producer, &self.kafka.common]
+            .iter()
+            .find_map(|props| props.get("message.max.bytes"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1_000_000)
     }
 
     /// The effective configuration as TOML, secrets masked.

@@ -2,6 +2,11 @@
 //! broker refuses (with backoff, for as long as it takes), and hands
 //! acknowledgements back in batches.
 //!
+//! A record the broker refuses for good ([`is_permanent`]: too large, not
+//! allowed on that topic, invalid) is handed back as [`Outcome::Refused`]
+//! instead of being re-sent forever: one such record used to hold its
+//! partition for good.
+//!
 //! librdkafka's own thread reports each delivery into a channel; the
 //! pipeline drains many reports per wake-up instead of polling one future
 //! per record, which kept the threads ping-ponging (a quarter of the CPU in
@@ -15,7 +20,7 @@ use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use tokio::sync::mpsc;
@@ -26,6 +31,7 @@ use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::output::OutRecord;
 use crate::pipeline::Health;
+use crate::record_headers::owned_headers;
 
 /// Most delivery reports taken per wake-up.
 const BATCH: usize = 4096;
@@ -74,14 +80,61 @@ impl ProducerContext for OutputContext {
     }
 }
 
+/// Whether the broker (or librdkafka) refuses this record for good:
+/// re-sending the same bytes can never succeed, so the pipeline must send
+/// something else (a dead letter, a smaller one) rather than hold the
+/// partition forever. Every other error is transient: re-sent with backoff.
+pub fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::InvalidTimestamp
+            | RDKafkaErrorCode::UnsupportedForMessageFormat
+            | RDKafkaErrorCode::InvalidArgument
+            | RDKafkaErrorCode::BadMessage
+    )
+}
+
+/// What became of one record.
+pub enum Outcome<T> {
+    /// The broker acknowledged it.
+    Acked(T),
+    /// The broker refused it for good ([`is_permanent`]).
+    Refused(Refusal<T>),
+}
+
+/// A record refused for good, handed back so the pipeline can send
+/// something else, or [`Deliveries::hold`] it when nothing else can be sent.
+pub struct Refusal<T> {
+    /// What the pipeline attached to the record.
+    pub token: T,
+    /// The record as it was sent.
+    pub record: OutRecord,
+    /// Why the broker refused it.
+    pub code: RDKafkaErrorCode,
+    retry: Retry,
+}
+
+/// Re-send state that survives a hand-back.
+struct Retry {
+    backoff: Backoff,
+    failing: bool,
+}
+
 /// A record on its way, with what the pipeline gets back when it is acknowledged.
 struct Pending<T> {
     record: OutRecord,
     /// Built once; taken by the first send, rebuilt for re-sends.
     headers: Option<OwnedHeaders>,
     token: T,
-    backoff: Backoff,
-    failing: bool,
+    retry: Retry,
+    /// Bytes held for this record (its own and what its token holds).
+    bytes: usize,
 }
 
 /// Records in flight to the broker; `T` is what each acknowledgement returns.
@@ -91,9 +144,12 @@ pub struct Deliveries<T> {
     pending: HashMap<usize, Pending<T>>,
     next_slot: usize,
     resend_at: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Refused when offered (librdkafka's own checks), reported on the next wait.
+    refused_at_send: Vec<(usize, RDKafkaErrorCode)>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     backoff_max_ms: u64,
+    bytes: usize,
     buf: Vec<Report>,
 }
 
@@ -117,9 +173,11 @@ impl<T> Deliveries<T> {
             pending: HashMap::new(),
             next_slot: 0,
             resend_at: BinaryHeap::new(),
+            refused_at_send: Vec::new(),
             health,
             metrics,
             backoff_max_ms,
+            bytes: 0,
             buf: Vec::with_capacity(BATCH),
         })
     }
@@ -129,27 +187,56 @@ impl<T> Deliveries<T> {
         self.pending.len()
     }
 
+    /// Bytes held by records not yet acknowledged.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Whether every record was acknowledged.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
 
-    /// Starts producing `record`; `token` comes back once it is acknowledged.
-    pub fn send(&mut self, record: OutRecord, token: T) {
+    /// Starts producing `record`; `token` comes back once it is acknowledged
+    /// or refused. `token_bytes` is what the token holds, for the memory bound.
+    pub fn send(&mut self, record: OutRecord, token: T, token_bytes: usize) {
+        let retry = Retry {
+            backoff: Backoff::new(self.backoff_max_ms),
+            failing: false,
+        };
+        let slot = self.insert(record, token, token_bytes, retry);
+        self.offer(slot);
+    }
+
+    /// Keeps re-sending a refused record with backoff, its partition held and
+    /// readiness down: for a record nothing smaller can replace (the
+    /// dead-letter topic itself refusing is a configuration problem).
+    pub fn hold(&mut self, refusal: Refusal<T>) {
+        let Refusal {
+            token,
+            record,
+            code,
+            retry,
+        } = refusal;
+        let slot = self.insert(record, token, 0, retry);
+        self.failed(slot, &KafkaError::MessageProduction(code));
+    }
+
+    fn insert(&mut self, record: OutRecord, token: T, token_bytes: usize, retry: Retry) -> usize {
         let slot = self.next_slot;
         self.next_slot = self.next_slot.wrapping_add(1);
-        let headers = build_headers(&record);
-        self.pending.insert(
-            slot,
-            Pending {
-                record,
-                headers: Some(headers),
-                token,
-                backoff: Backoff::new(self.backoff_max_ms),
-                failing: false,
-            },
-        );
-        self.offer(slot);
+        let bytes = record.wire_size() + token_bytes;
+        self.bytes += bytes;
+        let headers = owned_headers(&record.headers);
+        let pending = Pending {
+            record,
+            headers: Some(headers),
+            token,
+            retry,
+            bytes,
+        };
+        self.pending.insert(slot, pending);
+        slot
     }
 
     /// Hands `slot`'s record to librdkafka, or schedules another try.
@@ -157,7 +244,10 @@ impl<T> Deliveries<T> {
         let Some(p) = self.pending.get_mut(&slot) else {
             return;
         };
-        let headers = p.headers.take().unwrap_or_else(|| build_headers(&p.record));
+        let headers = p
+            .headers
+            .take()
+            .unwrap_or_else(|| owned_headers(&p.record.headers));
         let mut r =
             BaseRecord::<[u8], [u8], usize>::with_opaque_to(&p.record.topic, slot).headers(headers);
         if let Some(k) = &p.record.key {
@@ -173,6 +263,9 @@ impl<T> Deliveries<T> {
                 self.resend_at
                     .push(Reverse((Instant::now() + QUEUE_FULL_WAIT, slot)));
             }
+            Err((KafkaError::MessageProduction(code), _)) if is_permanent(code) => {
+                self.refused_at_send.push((slot, code));
+            }
             Err((e, _)) => self.failed(slot, &e),
         }
     }
@@ -182,19 +275,13 @@ impl<T> Deliveries<T> {
         let Some(p) = self.pending.get_mut(&slot) else {
             return;
         };
-        let code = match error {
-            KafkaError::MessageProduction(code) => format!("{code:?}"),
-            other => other
-                .rdkafka_error_code()
-                .map_or_else(|| "Other".to_owned(), |c| format!("{c:?}")),
-        };
         self.metrics
             .produce_errors
-            .with_label_values(&[&code])
+            .with_label_values(&[&error_label(error)])
             .inc();
         self.metrics.produce_retries.inc();
-        if !p.failing {
-            p.failing = true;
+        if !p.retry.failing {
+            p.retry.failing = true;
             // One warning when producing starts failing, not one per record.
             if self.health.failing_records.fetch_add(1, Ordering::Relaxed) == 0 {
                 warn!(%error, topic = %p.record.topic, "produce failed; re-sending with backoff (partitions held)");
@@ -202,15 +289,47 @@ impl<T> Deliveries<T> {
                 debug!(%error, topic = %p.record.topic, "produce failed");
             }
         }
-        let wait = p.backoff.next_delay();
+        let wait = p.retry.backoff.next_delay();
         self.resend_at.push(Reverse((Instant::now() + wait, slot)));
     }
 
-    /// Waits until records are acknowledged and appends their tokens to
-    /// `acked`; re-sends due records meanwhile. Cancel-safe: nothing is
-    /// lost if the future is dropped at its await point.
-    pub async fn acknowledged(&mut self, acked: &mut Vec<T>) {
+    /// Takes `slot` out of flight, settling the failing count.
+    fn remove(&mut self, slot: usize) -> Option<Pending<T>> {
+        let p = self.pending.remove(&slot)?;
+        self.bytes -= p.bytes;
+        if p.retry.failing && self.health.failing_records.fetch_sub(1, Ordering::Relaxed) == 1 {
+            info!("produce recovered: no record is being re-sent");
+        }
+        Some(p)
+    }
+
+    fn refused(&mut self, slot: usize, code: RDKafkaErrorCode) -> Option<Outcome<T>> {
+        self.metrics
+            .produce_errors
+            .with_label_values(&[&format!("{code:?}")])
+            .inc();
+        let mut p = self.remove(slot)?;
+        // A hold re-counts it as failing; until then it is not.
+        p.retry.failing = false;
+        Some(Outcome::Refused(Refusal {
+            token: p.token,
+            record: p.record,
+            code,
+            retry: p.retry,
+        }))
+    }
+
+    /// Waits until records are acknowledged or refused and appends their
+    /// outcomes to `out`; re-sends due records meanwhile. Cancel-safe:
+    /// nothing is lost if the future is dropped at its await point.
+    pub async fn acknowledged(&mut self, out: &mut Vec<Outcome<T>>) {
         loop {
+            for (slot, code) in std::mem::take(&mut self.refused_at_send) {
+                out.extend(self.refused(slot, code));
+            }
+            if !out.is_empty() {
+                return;
+            }
             let due = self.resend_at.peek().map(|Reverse((at, _))| *at);
             let got_reports = tokio::select! {
                 n = self.reports.recv_many(&mut self.buf, BATCH) => {
@@ -223,26 +342,7 @@ impl<T> Deliveries<T> {
                 () = sleep_until_opt(due), if due.is_some() => false,
             };
             if got_reports {
-                let reports = std::mem::take(&mut self.buf);
-                for (slot, outcome) in &reports {
-                    match outcome {
-                        Ok(()) => {
-                            if let Some(p) = self.pending.remove(slot) {
-                                self.health.brokers_down.store(false, Ordering::Relaxed);
-                                if p.failing
-                                    && self.health.failing_records.fetch_sub(1, Ordering::Relaxed)
-                                        == 1
-                                {
-                                    info!("produce recovered: every re-sent record acknowledged");
-                                }
-                                acked.push(p.token);
-                            }
-                        }
-                        Err(e) => self.failed(*slot, e),
-                    }
-                }
-                self.buf = reports;
-                self.buf.clear();
+                self.settle_reports(out);
             }
             let now = Instant::now();
             while let Some(Reverse((at, slot))) = self.resend_at.peek().copied() {
@@ -252,15 +352,41 @@ impl<T> Deliveries<T> {
                 self.resend_at.pop();
                 self.offer(slot);
             }
-            if !acked.is_empty() {
-                return;
+        }
+    }
+
+    fn settle_reports(&mut self, out: &mut Vec<Outcome<T>>) {
+        let reports = std::mem::take(&mut self.buf);
+        for (slot, outcome) in &reports {
+            match outcome {
+                Ok(()) => {
+                    if let Some(p) = self.remove(*slot) {
+                        self.health.brokers_down.store(false, Ordering::Relaxed);
+                        out.push(Outcome::Acked(p.token));
+                    }
+                }
+                Err(KafkaError::MessageProduction(code)) if is_permanent(*code) => {
+                    out.extend(self.refused(*slot, *code));
+                }
+                Err(e) => self.failed(*slot, e),
             }
         }
+        self.buf = reports;
+        self.buf.clear();
     }
 
     /// Waits up to `timeout` for librdkafka to send what it holds.
     pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
         self.producer.flush(timeout)
+    }
+}
+
+fn error_label(error: &KafkaError) -> String {
+    match error {
+        KafkaError::MessageProduction(code) => format!("{code:?}"),
+        other => other
+            .rdkafka_error_code()
+            .map_or_else(|| "Other".to_owned(), |c| format!("{c:?}")),
     }
 }
 
@@ -271,13 +397,27 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-fn build_headers(record: &OutRecord) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for (key, value) in &record.headers {
-        headers = headers.insert(Header {
-            key,
-            value: value.as_deref(),
-        });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_and_authorisation_refusals_are_permanent_outages_are_not() {
+        for code in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            assert!(is_permanent(code), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ] {
+            assert!(!is_permanent(code), "{code:?}");
+        }
     }
-    headers
 }

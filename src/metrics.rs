@@ -178,7 +178,7 @@ impl Metrics {
             )?,
             catch_all_routed: counter_vec(
                 "catch_all_routed_total",
-                "Envelopes routed to the catch-all topic, by cause (topic_cap, topic_unavailable).",
+                "Envelopes routed to the catch-all topic, by cause (topic_cap, topic_unavailable, reserved_topic).",
                 &["cause"],
             )?,
             produce_errors: counter_vec(
@@ -255,7 +255,8 @@ impl Metrics {
             m.parse_failures.with_label_values(&[reason.code()]);
             m.dead_lettered.with_label_values(&[reason.code()]);
         }
-        for cause in ["topic_cap", "topic_unavailable", "ingest_topic"] {
+        for cause in crate::routing::CatchAllReason::ALL.map(crate::routing::CatchAllReason::label)
+        {
             m.catch_all_routed.with_label_values(&[cause]);
         }
         for kind in ["assign", "revoke", "error"] {

@@ -7,7 +7,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::envelope::Envelope;
 use crate::normalize::IngestMeta;
-use crate::rejection::Rejection;
+use crate::record_headers::RawHeader;
+use crate::rejection::{RejectReason, Rejection};
 
 /// Content type of envelope record values (Avro single-object encoding).
 pub const ENVELOPE_CONTENT_TYPE: &str = "application/avro";
@@ -37,6 +38,33 @@ pub const DLQ_OFFSET: &str = "codat_stream.dlq.offset";
 /// Dead-letter header: the ingest record timestamp (ms since the epoch).
 pub const DLQ_TIMESTAMP: &str = "codat_stream.dlq.timestamp";
 
+/// Dead-letter header on a shortened copy: `true`.
+pub const DLQ_TRUNCATED: &str = "codat_stream.dlq.truncated";
+/// Dead-letter header on a shortened copy: the original value's size.
+pub const DLQ_ORIGINAL_VALUE_BYTES: &str = "codat_stream.dlq.original_value_bytes";
+/// Dead-letter header on a shortened copy: the original key's size.
+pub const DLQ_ORIGINAL_KEY_BYTES: &str = "codat_stream.dlq.original_key_bytes";
+/// Dead-letter header on a shortened copy: how many headers the original had.
+pub const DLQ_ORIGINAL_HEADER_COUNT: &str = "codat_stream.dlq.original_header_count";
+/// Dead-letter header on a shortened copy: SHA-256 (hex) of the original value.
+pub const DLQ_VALUE_SHA256: &str = "codat_stream.dlq.value_sha256";
+
+/// Input headers under this prefix are never copied: the connector's own
+/// dead-letter headers must not be forgeable by a producer.
+pub const RESERVED_HEADER_PREFIX: &[u8] = b"codat_stream.";
+
+/// How much of the value a shortened dead letter keeps, at most.
+pub const TRUNCATED_VALUE_BYTES: usize = 16 * 1024;
+
+/// librdkafka's per-record overhead (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD) plus
+/// the worst-case varints of each header, for a size check that is never
+/// below librdkafka's own.
+const RECORD_OVERHEAD: usize = 36;
+const HEADER_OVERHEAD: usize = 10;
+
+/// A header to produce: key and value bytes.
+pub type HeaderPair = (Vec<u8>, Option<Vec<u8>>);
+
 /// One record to produce, owning its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {
@@ -47,25 +75,143 @@ pub struct OutRecord {
     /// Record value.
     pub value: Option<Vec<u8>>,
     /// Headers, in order.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: Vec<HeaderPair>,
 }
 
-/// The envelope record: key = company, else client, else event id.
-pub fn envelope_record<'h>(
+impl OutRecord {
+    /// The size librdkafka checks against `message.max.bytes`, or a little more.
+    pub fn wire_size(&self) -> usize {
+        let len = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| HEADER_OVERHEAD + k.len() + len(v))
+            .sum();
+        RECORD_OVERHEAD + len(&self.key) + len(&self.value) + headers
+    }
+}
+
+/// The consumed record, as a dead letter needs it.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// Record key.
+    pub key: Option<&'a [u8]>,
+    /// Record value.
+    pub value: Option<&'a [u8]>,
+    /// Headers, bytes as they came.
+    pub headers: &'a [RawHeader<'a>],
+    /// Where it was read.
+    pub ingest: IngestMeta<'a>,
+}
+
+/// An owned copy of the consumed record, kept with an envelope until the
+/// broker acknowledges it, so a refused envelope can still be dead-lettered.
+#[derive(Debug, Clone)]
+pub struct InputCopy {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<HeaderPair>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    timestamp_ms: i64,
+}
+
+impl InputCopy {
+    /// Copies `input`.
+    pub fn of(input: &Input<'_>) -> Self {
+        InputCopy {
+            key: input.key.map(<[u8]>::to_vec),
+            value: input.value.map(<[u8]>::to_vec),
+            headers: input
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect(),
+            topic: input.ingest.topic.to_owned(),
+            partition: input.ingest.partition,
+            offset: input.ingest.offset,
+            timestamp_ms: input.ingest.timestamp_ms,
+        }
+    }
+
+    /// Bytes held, for the in-flight memory bound.
+    pub fn size(&self) -> usize {
+        let len = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
+        len(&self.key)
+            + len(&self.value)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + len(v))
+                .sum::<usize>()
+    }
+
+    /// The headers as borrowed pairs, for [`InputCopy::input`].
+    pub fn header_refs(&self) -> Vec<RawHeader<'_>> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .collect()
+    }
+
+    /// A borrowed view of the copy, with `headers` from [`InputCopy::header_refs`].
+    pub fn input<'a>(&'a self, headers: &'a [RawHeader<'a>]) -> Input<'a> {
+        Input {
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers,
+            ingest: IngestMeta {
+                topic: &self.topic,
+                partition: self.partition,
+                offset: self.offset,
+                timestamp_ms: self.timestamp_ms,
+            },
+        }
+    }
+}
+
+fn is_reserved_header(key: &[u8]) -> bool {
+    key.len() >= RESERVED_HEADER_PREFIX.len()
+        && key[..RESERVED_HEADER_PREFIX.len()].eq_ignore_ascii_case(RESERVED_HEADER_PREFIX)
+}
+
+fn is_dropped(key: &[u8], drop_headers: &[String]) -> bool {
+    is_reserved_header(key)
+        || drop_headers
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(key))
+}
+
+/// The envelope record: key = company, else client, else event id. An
+/// ingest header whose key is not UTF-8 cannot be carried (header keys are
+/// strings in Kafka's protocol): the record is rejected as `invalid_header`.
+pub fn envelope_record(
     topic: String,
     envelope: &Envelope<'_>,
     value: Vec<u8>,
-    ingest_headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>,
+    ingest_headers: &[RawHeader<'_>],
     drop_headers: &[String],
-) -> OutRecord {
-    let mut headers: Vec<(String, Option<Vec<u8>>)> = ingest_headers
-        .filter(|(k, _)| {
-            !ENVELOPE_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(k))
-                && !drop_headers.iter().any(|h| h.eq_ignore_ascii_case(k))
-        })
-        .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
-        .collect();
-    let mut set = |k: &str, v: &str| headers.push((k.to_owned(), Some(v.as_bytes().to_vec())));
+) -> Result<OutRecord, Rejection> {
+    let mut headers: Vec<HeaderPair> = Vec::with_capacity(ingest_headers.len() + 7);
+    for (k, v) in ingest_headers {
+        if ENVELOPE_HEADERS
+            .iter()
+            .any(|h| h.as_bytes().eq_ignore_ascii_case(k))
+            || is_dropped(k, drop_headers)
+        {
+            continue;
+        }
+        if std::str::from_utf8(k).is_err() {
+            return Err(Rejection::new(
+                RejectReason::InvalidHeader,
+                "a record header's key is not UTF-8; Kafka header keys are strings",
+            ));
+        }
+        headers.push((k.to_vec(), v.map(<[u8]>::to_vec)));
+    }
+    let mut set =
+        |k: &str, v: &str| headers.push((k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())));
     set("ce_specversion", &envelope.specversion);
     set("ce_id", &envelope.id);
     set("ce_type", &envelope.event_type);
@@ -75,40 +221,121 @@ pub fn envelope_record<'h>(
         set("ce_subject", subject);
     }
     set("content-type", ENVELOPE_CONTENT_TYPE);
-    OutRecord {
+    Ok(OutRecord {
         topic,
         key: Some(envelope.routing_key().as_bytes().to_vec()),
         value: Some(value),
         headers,
+    })
+}
+
+/// How much of the original a dead letter carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterForm {
+    /// Key, value and headers byte for byte (less `drop_headers` and
+    /// `codat_stream.*`).
+    Full,
+    /// Too large for the broker as is: the key and at most
+    /// [`TRUNCATED_VALUE_BYTES`] of the value, no ingest headers, and the
+    /// original sizes and the value's SHA-256 in headers.
+    Truncated,
+    /// Even that was refused: only the reason, coordinates, sizes and digest.
+    Bare,
+}
+
+impl DeadLetterForm {
+    /// The next smaller form, if any.
+    pub fn smaller(self) -> Option<DeadLetterForm> {
+        match self {
+            DeadLetterForm::Full => Some(DeadLetterForm::Truncated),
+            DeadLetterForm::Truncated => Some(DeadLetterForm::Bare),
+            DeadLetterForm::Bare => None,
+        }
     }
 }
 
-/// The dead-letter record: original key, value and headers unchanged,
-/// plus the reason and the ingest coordinates.
-pub fn dead_letter_record<'h>(
+/// The dead-letter record: the original (in `form`) plus the reason and the
+/// ingest coordinates.
+pub fn dead_letter_record(
     topic: String,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    ingest_headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>,
-    ingest: &IngestMeta<'_>,
+    input: &Input<'_>,
     rejection: &Rejection,
+    drop_headers: &[String],
+    form: DeadLetterForm,
 ) -> OutRecord {
-    let mut headers: Vec<(String, Option<Vec<u8>>)> = ingest_headers
-        .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
-        .collect();
-    let mut set = |k: &str, v: String| headers.push((k.to_owned(), Some(v.into_bytes())));
+    let mut headers: Vec<HeaderPair> = match form {
+        DeadLetterForm::Full => input
+            .headers
+            .iter()
+            .filter(|(k, _)| !is_dropped(k, drop_headers))
+            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut set = |k: &str, v: String| headers.push((k.as_bytes().to_vec(), Some(v.into_bytes())));
     set(DLQ_REASON, rejection.reason.code().to_owned());
     set(DLQ_MESSAGE, rejection.message.clone());
-    set(DLQ_TOPIC, ingest.topic.to_owned());
-    set(DLQ_PARTITION, ingest.partition.to_string());
-    set(DLQ_OFFSET, ingest.offset.to_string());
-    set(DLQ_TIMESTAMP, ingest.timestamp_ms.to_string());
+    set(DLQ_TOPIC, input.ingest.topic.to_owned());
+    set(DLQ_PARTITION, input.ingest.partition.to_string());
+    set(DLQ_OFFSET, input.ingest.offset.to_string());
+    set(DLQ_TIMESTAMP, input.ingest.timestamp_ms.to_string());
+    let value = input.value.unwrap_or_default();
+    let (key, value) = match form {
+        DeadLetterForm::Full => (
+            input.key.map(<[u8]>::to_vec),
+            input.value.map(<[u8]>::to_vec),
+        ),
+        DeadLetterForm::Truncated | DeadLetterForm::Bare => {
+            set(DLQ_TRUNCATED, "true".to_owned());
+            set(DLQ_ORIGINAL_VALUE_BYTES, value.len().to_string());
+            set(
+                DLQ_ORIGINAL_KEY_BYTES,
+                input.key.map_or(0, <[u8]>::len).to_string(),
+            );
+            set(DLQ_ORIGINAL_HEADER_COUNT, input.headers.len().to_string());
+            set(DLQ_VALUE_SHA256, sha256_hex(value));
+            if form == DeadLetterForm::Bare {
+                (None, None)
+            } else {
+                let keep = value.len().min(TRUNCATED_VALUE_BYTES);
+                let key = input
+                    .key
+                    .map(|k| k[..k.len().min(TRUNCATED_VALUE_BYTES)].to_vec());
+                (key, Some(value[..keep].to_vec()))
+            }
+        }
+    };
     OutRecord {
         topic,
-        key: key.map(<[u8]>::to_vec),
-        value: value.map(<[u8]>::to_vec),
+        key,
+        value,
         headers,
     }
+}
+
+/// The smallest form of dead letter, from `Full` down, that fits `max_bytes`
+/// (`Bare` when none does: it is a few hundred bytes).
+pub fn fitting_dead_letter(
+    topic: &str,
+    input: &Input<'_>,
+    rejection: &Rejection,
+    drop_headers: &[String],
+    max_bytes: usize,
+) -> (OutRecord, DeadLetterForm) {
+    let mut form = DeadLetterForm::Full;
+    loop {
+        let record = dead_letter_record(topic.to_owned(), input, rejection, drop_headers, form);
+        match form.smaller() {
+            Some(next) if record.wire_size() > max_bytes => form = next,
+            _ => return (record, form),
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// RFC 3339 with milliseconds, UTC (`2024-08-08T17:10:34.015Z`).
@@ -122,7 +349,6 @@ pub fn rfc3339_millis(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rejection::RejectReason;
     use crate::{NormalizeOptions, normalize};
 
     const INGEST: IngestMeta<'static> = IngestMeta {
@@ -135,27 +361,33 @@ mod tests {
     fn header<'r>(r: &'r OutRecord, k: &str) -> Option<&'r str> {
         r.headers
             .iter()
-            .find(|(h, _)| h == k)
+            .find(|(h, _)| h == k.as_bytes())
             .map(|(_, v)| std::str::from_utf8(v.as_deref().unwrap()).unwrap())
+    }
+
+    fn envelope() -> crate::Envelope<'static> {
+        let opts = Box::leak(Box::new(NormalizeOptions::default()));
+        let body = br#"{"id":"e1","eventType":"connection.failed","generatedDate":"2024-08-08T17:10:34.015Z","payload":{"referenceCompany":{"id":"co"}}}"#;
+        normalize(body, &(), &INGEST, opts).unwrap()
     }
 
     #[test]
     fn envelope_records_carry_cloudevents_headers_and_ingest_headers() {
-        let opts = NormalizeOptions::default();
-        let body = br#"{"id":"e1","eventType":"connection.failed","generatedDate":"2024-08-08T17:10:34.015Z","payload":{"referenceCompany":{"id":"co"}}}"#;
-        let env = normalize(body, &(), &INGEST, &opts).unwrap();
-        let ingest = [
-            ("webhook-id", Some(&b"msg_1"[..])),
-            ("Authorization", Some(&b"Bearer s3cret"[..])),
-            ("content-type", Some(&b"application/json"[..])),
+        let env = envelope();
+        let ingest: [RawHeader<'_>; 4] = [
+            (b"webhook-id", Some(b"msg_1")),
+            (b"Authorization", Some(b"Bearer s3cret")),
+            (b"content-type", Some(b"application/json")),
+            (b"codat_stream.dlq.reason", Some(b"forged")),
         ];
         let r = envelope_record(
             "codat.connection.failed".into(),
             &env,
             vec![1, 2],
-            ingest.into_iter(),
+            &ingest,
             &["authorization".into()],
-        );
+        )
+        .unwrap();
         assert_eq!(r.key.as_deref(), Some(&b"co"[..]));
         assert_eq!(header(&r, "webhook-id"), Some("msg_1"));
         assert_eq!(
@@ -163,49 +395,137 @@ mod tests {
             None,
             "credentials are not copied"
         );
+        assert_eq!(
+            header(&r, "codat_stream.dlq.reason"),
+            None,
+            "reserved names are not copied"
+        );
         assert_eq!(header(&r, "ce_id"), Some("e1"));
         assert_eq!(header(&r, "ce_type"), Some("connection.failed"));
         assert_eq!(header(&r, "ce_time"), Some("2024-08-08T17:10:34.015Z"));
         assert_eq!(header(&r, "ce_subject"), Some("co"));
         assert_eq!(header(&r, "ce_specversion"), Some("1.0"));
         assert_eq!(header(&r, "content-type"), Some(ENVELOPE_CONTENT_TYPE));
-        assert_eq!(
-            r.headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                .count(),
-            1
-        );
+        let content_types = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(b"content-type"));
+        assert_eq!(content_types.count(), 1);
     }
 
+    /// Issue 9, finding 1: a non-UTF-8 header key crash-looped the process.
+    #[test]
+    fn a_non_utf8_header_key_is_an_invalid_header_rejection() {
+        let ingest: [RawHeader<'_>; 1] = [(b"\xff\xfekey", Some(b"v"))];
+        let err = envelope_record("t".into(), &envelope(), vec![], &ingest, &[]).unwrap_err();
+        assert_eq!(err.reason, RejectReason::InvalidHeader);
+        // A non-UTF-8 *value* is fine: values are bytes.
+        let ingest: [RawHeader<'_>; 1] = [(b"k", Some(b"\xff"))];
+        assert!(envelope_record("t".into(), &envelope(), vec![], &ingest, &[]).is_ok());
+    }
+
+    fn input<'a>(headers: &'a [RawHeader<'a>], value: &'a [u8]) -> Input<'a> {
+        Input {
+            key: Some(b"k"),
+            value: Some(value),
+            headers,
+            ingest: INGEST,
+        }
+    }
+
+    /// Issue 9, finding 7: dead letters copied `authorization` and kept
+    /// forged `codat_stream.dlq.*` headers from the input.
     #[test]
     fn dead_letters_keep_the_original_and_say_why() {
         let rej = Rejection::new(RejectReason::InvalidJson, "body is not valid JSON");
-        let ingest = [("Authorization", Some(&b"x"[..])), ("h", None)];
+        let ingest: [RawHeader<'_>; 4] = [
+            (b"Authorization", Some(b"x")),
+            (b"h", None),
+            (b"\xffk", Some(b"\xfe")),
+            (b"Codat_Stream.dlq.reason", Some(b"forged")),
+        ];
         let r = dead_letter_record(
             "codat.dlq".into(),
-            Some(b"k"),
-            Some(b"\xffraw"),
-            ingest.into_iter(),
-            &INGEST,
+            &input(&ingest, b"\xffraw"),
             &rej,
+            &["authorization".into()],
+            DeadLetterForm::Full,
         );
         assert_eq!(r.value.as_deref(), Some(&b"\xffraw"[..]));
         assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(
             &r.headers[0],
-            &("Authorization".to_string(), Some(b"x".to_vec()))
+            &(b"h".to_vec(), None),
+            "null header values stay null"
         );
         assert_eq!(
             &r.headers[1],
-            &("h".to_string(), None),
-            "null header values stay null"
+            &(b"\xffk".to_vec(), Some(b"\xfe".to_vec())),
+            "bytes kept as they came"
         );
+        let reasons = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(DLQ_REASON.as_bytes()));
+        assert_eq!(reasons.count(), 1, "the forged reason is not copied");
         assert_eq!(header(&r, DLQ_REASON), Some("invalid_json"));
         assert_eq!(header(&r, DLQ_MESSAGE), Some("body is not valid JSON"));
         assert_eq!(header(&r, DLQ_TOPIC), Some("in"));
         assert_eq!(header(&r, DLQ_PARTITION), Some("2"));
         assert_eq!(header(&r, DLQ_OFFSET), Some("9"));
         assert_eq!(header(&r, DLQ_TIMESTAMP), Some("1723137034015"));
+        assert_eq!(header(&r, DLQ_TRUNCATED), None);
+    }
+
+    /// Issue 9, finding 2: a dead letter too large for the producer was
+    /// re-sent forever. The largest form that fits is chosen instead.
+    #[test]
+    fn an_oversized_dead_letter_is_shortened_with_size_and_digest() {
+        let rej = Rejection::new(RejectReason::BodyTooLarge, "big");
+        let body = vec![b'x'; 1_000_200];
+        let hs: [RawHeader<'_>; 1] = [(b"h", Some(b"v"))];
+        let (r, form) = fitting_dead_letter("codat.dlq", &input(&hs, &body), &rej, &[], 1_000_000);
+        assert_eq!(form, DeadLetterForm::Truncated);
+        assert!(r.wire_size() <= 1_000_000);
+        assert_eq!(r.value.as_ref().map(Vec::len), Some(TRUNCATED_VALUE_BYTES));
+        assert_eq!(header(&r, DLQ_TRUNCATED), Some("true"));
+        assert_eq!(header(&r, DLQ_ORIGINAL_VALUE_BYTES), Some("1000200"));
+        assert_eq!(header(&r, DLQ_ORIGINAL_HEADER_COUNT), Some("1"));
+        assert_eq!(header(&r, "h"), None);
+        let digest = header(&r, DLQ_VALUE_SHA256).unwrap();
+        assert_eq!(digest.len(), 64);
+        let (small, form) = fitting_dead_letter("codat.dlq", &input(&hs, &body), &rej, &[], 2_000);
+        assert_eq!(form, DeadLetterForm::Bare);
+        assert_eq!(header(&small, DLQ_VALUE_SHA256), Some(digest));
+        assert_eq!((small.key, small.value), (None, None));
+        let (fits, form) =
+            fitting_dead_letter("codat.dlq", &input(&hs, b"{}"), &rej, &[], 1_000_000);
+        assert_eq!(form, DeadLetterForm::Full);
+        assert_eq!(fits.value.as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[test]
+    fn wire_size_is_never_below_librdkafkas_count() {
+        let r = OutRecord {
+            topic: "t".into(),
+            key: Some(vec![0; 10]),
+            value: Some(vec![0; 100]),
+            headers: vec![(b"k".to_vec(), Some(vec![0; 5]))],
+        };
+        assert!(r.wire_size() >= 10 + 100 + 1 + 5 + 36);
+    }
+
+    #[test]
+    fn input_copies_round_trip() {
+        let hs: [RawHeader<'_>; 1] = [(b"\xff", None)];
+        let copy = InputCopy::of(&input(&hs, b"v"));
+        let headers = copy.header_refs();
+        let i = copy.input(&headers);
+        assert_eq!(i.headers, &hs[..]);
+        assert_eq!(
+            (i.key, i.value, i.ingest),
+            (Some(&b"k"[..]), Some(&b"v"[..]), INGEST)
+        );
+        assert_eq!(copy.size(), 1 + 1 + 1);
     }
 }

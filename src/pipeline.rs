@@ -4,50 +4,44 @@
 //! Guarantee: at-least-once. An input offset is stored for commit only when
 //! the output record for it, and for every earlier offset of its partition,
 //! has been acknowledged by the broker (acks=all, idempotent producer). A
-//! crash re-delivers what was not committed; nothing is skipped. A record
-//! the broker will not take is re-sent with backoff for as long as it takes:
-//! its partition stops advancing and the process reports itself unhealthy.
+//! crash re-delivers what was not committed; nothing is skipped. What a
+//! record can do to the loop is set by the failure taxonomy in
+//! [`crate::processor`]: a permanent failure becomes a dead letter, a
+//! transient one holds the record (and its partition) while it is retried.
 //!
-//! In-flight work is bounded by `pipeline.max_in_flight`: past it the loop
-//! stops consuming until acknowledgements arrive (it prefers them to new
-//! records), and librdkafka's prefetch queue is bounded in the consumer
-//! config, so memory stays bounded however large the backlog.
+//! In-flight work is bounded by `pipeline.max_in_flight` records and
+//! `pipeline.max_in_flight_bytes`: past either, the loop stops consuming
+//! until acknowledgements arrive (it prefers them to new records), and
+//! librdkafka's prefetch queue is bounded in the consumer config, so memory
+//! stays bounded however large the backlog.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::Shared;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::{Message, TopicPartitionList};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
 use crate::config::Settings;
-use crate::config::ValueFormat;
-use crate::delivery::Deliveries;
-use crate::envelope::Shape;
-use crate::envelope_avro::{AvroError, ENVELOPE_SCHEMA_JSON, EnvelopeCodec};
-use crate::metrics::{Metrics, UNROUTED_TYPE_LABEL};
-use crate::normalize::{HeaderLookup, IngestMeta, NormalizeOptions, normalize};
+use crate::delivery::{Deliveries, Outcome};
+use crate::metrics::Metrics;
+use crate::normalize::IngestMeta;
 use crate::offsets::{OffsetTracker, Partition, Ticket};
-use crate::output::{OutRecord, dead_letter_record, envelope_record};
-use crate::rejection::RejectReason;
-use crate::routing::{CatchAllReason, Router};
-use crate::schema_registry::{RegistryClient, RegistryError};
-use crate::topics::{TopicCreator, TopicError, known_event_types};
-use crate::value_format::{self, SchemaIds, SubjectNameStrategy};
+use crate::output::Input;
+use crate::processor::{Delivered, OutputKind, Prepared, Processor, ProcessorError, StartError};
+use crate::record_headers::InHeaders;
+use crate::value_format;
 
 /// Liveness and readiness, shared with the HTTP endpoint and tests.
 #[derive(Debug, Default)]
@@ -66,6 +60,8 @@ pub struct Health {
     pub ingest_topic_missing: AtomicBool,
     /// The schema registry does not answer; producing is paused.
     pub registry_unavailable: AtomicBool,
+    /// An output topic cannot be created yet (broker trouble); its records are held.
+    pub topics_failing: AtomicBool,
     /// Last time the loop went round, ms since the epoch.
     pub last_loop_ms: AtomicI64,
     /// Records consumed.
@@ -100,6 +96,9 @@ impl Health {
         if self.registry_unavailable.load(Ordering::Relaxed) {
             reasons.push("schema registry unavailable".to_owned());
         }
+        if self.topics_failing.load(Ordering::Relaxed) {
+            reasons.push("an output topic cannot be created yet".to_owned());
+        }
         let failing = self.failing_records.load(Ordering::Relaxed);
         if failing > 0 {
             reasons.push(format!("{failing} records failing to produce"));
@@ -132,15 +131,12 @@ pub enum PipelineError {
     /// A Kafka client could not be created or subscribed.
     #[error("kafka client: {0}")]
     Kafka(#[from] KafkaError),
-    /// Output topics could not be created.
+    /// The per-record processor could not be built.
     #[error(transparent)]
-    Topics(#[from] TopicError),
-    /// The envelope codec could not be built.
+    Processor(#[from] ProcessorError),
+    /// Start-up topics or schema registration failed for good.
     #[error(transparent)]
-    Avro(#[from] AvroError),
-    /// The schema registry refused or did not answer at start-up.
-    #[error("cannot register the envelope schema: {0}")]
-    Registry(#[from] RegistryError),
+    Start(#[from] StartError),
 }
 
 /// Consumer callbacks: rebalances and client errors.
@@ -267,45 +263,6 @@ fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>, when: &str) {
     }
 }
 
-/// Headers of a consumed record, for the normaliser.
-struct RecordHeaders<'m>(Option<&'m rdkafka::message::BorrowedHeaders>);
-
-impl HeaderLookup for RecordHeaders<'_> {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.0?
-            .iter()
-            .find(|h| h.key.eq_ignore_ascii_case(name))
-            .and_then(|h| h.value)
-    }
-}
-
-impl<'m> RecordHeaders<'m> {
-    fn pairs(&self) -> impl Iterator<Item = (&'m str, Option<&'m [u8]>)> + use<'m> {
-        self.0
-            .into_iter()
-            .flat_map(|h| h.iter().map(|h| (h.key, h.value)))
-    }
-}
-
-/// What one output record is, for the metrics counted on acknowledgement.
-enum OutputKind {
-    /// An envelope; its counter is labelled by type and shape.
-    Envelope {
-        counter: prometheus::IntCounter,
-        /// The event's `time`, ms since the epoch.
-        event_time_ms: i64,
-    },
-    /// A dead letter; its counter is labelled by reason.
-    DeadLetter { counter: prometheus::IntCounter },
-}
-
-/// What a delivery task reports back.
-struct Delivered {
-    ticket: Ticket,
-    kind: OutputKind,
-    consumed_at: std::time::Instant,
-}
-
 /// Runs the pipeline until `shutdown` completes, then drains and commits.
 pub async fn run(
     settings: Settings,
@@ -314,9 +271,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
 ) -> Result<RunOutcome, PipelineError> {
     health.beat();
-    let codec = EnvelopeCodec::new()?;
     metrics.init_ingest_topics(&settings.ingest.topics);
-    let options = settings.normalize_options();
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let context = IngestContext {
         tracker: tracker.clone(),
@@ -332,59 +287,15 @@ pub async fn run(
         metrics.clone(),
         settings.pipeline.produce_retry_backoff_max_ms,
     )?;
-    let mut router = Router::new(&settings.output, &settings.ingest.topics);
-    let mut topics = TopicCreator::new(&settings)?;
-    // Shared: the loop and a wait for the schema registry both watch it.
+    let mut processor = Processor::new(&settings, &metrics, &health)?;
+    // Shared: the loop and the waits for the broker and registry all watch it.
     let shutdown = Box::pin(shutdown).shared();
-    let format = settings.value_format();
-    let mut schema_ids = match format {
-        ValueFormat::Confluent => Some(SchemaIds::new(
-            RegistryClient::new(&settings.schema_registry)?,
-            SubjectNameStrategy::from_config(&settings.schema_registry.subject_name_strategy),
-            ENVELOPE_SCHEMA_JSON,
-        )),
-        ValueFormat::AvroSingleObject => None,
-    };
-
-    // Start-up topics: dead letters, catch-all, and every known type.
-    let mut startup: Vec<String> = vec![
-        settings.output.dead_letter_topic.clone(),
-        settings.output.catch_all_topic.clone(),
-    ];
-    startup.extend(known_event_types().iter().map(|t| router.topic_for(t)));
-    startup.retain(|t| !settings.ingest.topics.contains(t));
-    startup.sort();
-    startup.dedup();
-    let mut backoff = Backoff::new(settings.pipeline.produce_retry_backoff_max_ms);
-    loop {
-        health.beat();
-        match topics.ensure(&startup).await {
-            Ok(()) => break,
-            Err(e) if e.is_transient() => {
-                warn!(error = %e, "waiting for the cluster to create output topics");
-                tokio::select! {
-                    () = shutdown.clone() => return Ok(RunOutcome::Drained),
-                    () = backoff.wait() => {}
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-
-    // Register the envelope schema for every start-up topic but the
-    // dead-letter one (its values are the raw input): a registry that
-    // refuses or never answers is a clear start-up error.
-    if let Some(ids) = schema_ids.as_mut() {
-        for topic in startup
-            .iter()
-            .filter(|t| **t != settings.output.dead_letter_topic)
-        {
-            health.beat();
-            ids.id_for(topic).await?;
-        }
+    if !processor.start(shutdown.clone()).await? {
+        info!("shutdown requested during start-up");
+        return Ok(RunOutcome::Drained);
     }
     info!(
-        value_format = value_format::name(format),
+        value_format = value_format::name(settings.value_format()),
         "envelope value format"
     );
 
@@ -395,95 +306,19 @@ pub async fn run(
         topics = ?settings.ingest.topics,
         group = %settings.ingest.group_id,
         max_in_flight = settings.pipeline.max_in_flight,
+        max_in_flight_bytes = settings.pipeline.max_in_flight_bytes,
         "codat-stream started"
     );
-
-    let shell = Shell {
-        settings: &settings,
-        codec: &codec,
-        options: &options,
-        metrics: &metrics,
+    let mut state = LoopState {
+        consumer: &consumer,
+        deliveries: &mut deliveries,
+        processor: &mut processor,
+        tracker: &tracker,
         health: &health,
+        metrics: &metrics,
     };
-    // Keeps liveness and the in-flight gauge fresh while nothing arrives.
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut acked: Vec<Delivered> = Vec::new();
-    let mut reasons_seen = [false; RejectReason::ALL.len()];
-    let mut drain_deadline: Option<Instant> = None;
-    let max_in_flight = settings.pipeline.max_in_flight;
+    let abandoned = state.run_loop(&settings, shutdown).await;
 
-    loop {
-        health.beat();
-        metrics.in_flight.set(deliveries.len() as i64);
-        if drain_deadline.is_some() && deliveries.is_empty() {
-            break;
-        }
-        let deadline = drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
-            // Acknowledgements first: they free capacity and memory.
-            biased;
-            () = deliveries.acknowledged(&mut acked), if !deliveries.is_empty() => {
-                for done in acked.drain(..) {
-                health.acknowledged.fetch_add(1, Ordering::Relaxed);
-                metrics.processing_latency.observe(done.consumed_at.elapsed().as_secs_f64());
-                match &done.kind {
-                    OutputKind::Envelope { counter, event_time_ms } => {
-                        counter.inc();
-                        let age_ms = (now_ms() - event_time_ms).max(0);
-                        metrics.event_age.observe(age_ms as f64 / 1000.0);
-                    }
-                    OutputKind::DeadLetter { counter } => {
-                        counter.inc();
-                        health.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                let stored = lock(&tracker).acknowledged(&done.ticket);
-                if let Some(offset) = stored {
-                    let (topic, partition) = &done.ticket.partition;
-                    // Fails only if the partition was revoked meanwhile: then it is not ours to commit.
-                    if let Err(e) = consumer.store_offset(topic, *partition, offset) {
-                        debug!(error = %e, "offset not stored");
-                    }
-                }
-                }
-            }
-            () = shutdown.clone(), if drain_deadline.is_none() => {
-                health.draining.store(true, Ordering::Relaxed);
-                drain_deadline = Some(Instant::now() + Duration::from_millis(settings.pipeline.drain_timeout_ms));
-                info!(in_flight = deliveries.len(), "shutdown requested: draining");
-            }
-            () = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
-                break;
-            }
-            _ = tick.tick() => {}
-            received = consumer.recv(), if drain_deadline.is_none() && deliveries.len() < max_in_flight => {
-                match received {
-                    Ok(message) => {
-                        let consumed_at = std::time::Instant::now();
-                        health.brokers_down.store(false, Ordering::Relaxed);
-                        health.consumed.fetch_add(1, Ordering::Relaxed);
-                        shell.count_consumed(&message);
-                        let partition = consumer.context().partition(message.topic(), message.partition());
-                        let ticket = lock(&tracker).consumed(partition, message.offset());
-                        let Some((record, kind)) = shell
-                            .output_for(&message, &mut router, &mut topics, &mut schema_ids, &mut reasons_seen, &shutdown)
-                            .await
-                        else {
-                            // Shutdown while waiting for the registry: this record
-                            // stays uncommitted and is consumed again.
-                            continue;
-                        };
-                        let delivered = Delivered { ticket, kind, consumed_at };
-                        deliveries.send(record, delivered);
-                    }
-                    Err(e) => warn!(error = %e, "consume error"),
-                }
-            }
-        }
-    }
-
-    let abandoned = deliveries.len();
     commit_stored(&consumer, "shutdown");
     if let Err(e) = deliveries.flush(Duration::from_secs(5)) {
         debug!(error = %e, "producer flush at exit");
@@ -506,226 +341,170 @@ pub async fn run(
     }
 }
 
+/// What the consume -> process -> deliver loop works with.
+struct LoopState<'r, 's> {
+    consumer: &'r StreamConsumer<IngestContext>,
+    deliveries: &'r mut Deliveries<Delivered>,
+    processor: &'r mut Processor<'s>,
+    tracker: &'r Mutex<OffsetTracker>,
+    health: &'r Health,
+    metrics: &'r Metrics,
+}
+
+impl LoopState<'_, '_> {
+    /// Runs until shutdown and the drain end; returns the records abandoned.
+    async fn run_loop<F: Future<Output = ()> + Clone>(
+        &mut self,
+        settings: &Settings,
+        shutdown: F,
+    ) -> usize {
+        // Keeps liveness and the in-flight gauge fresh while nothing arrives.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut outcomes: Vec<Outcome<Delivered>> = Vec::new();
+        let mut drain_deadline: Option<Instant> = None;
+        let max_records = settings.pipeline.max_in_flight;
+        let max_bytes = settings.pipeline.max_in_flight_bytes;
+        loop {
+            self.health.beat();
+            self.metrics.in_flight.set(self.deliveries.len() as i64);
+            if drain_deadline.is_some() && self.deliveries.is_empty() {
+                return 0;
+            }
+            let room = self.deliveries.len() < max_records && self.deliveries.bytes() < max_bytes;
+            let deadline =
+                drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                // Acknowledgements first: they free capacity and memory.
+                biased;
+                () = self.deliveries.acknowledged(&mut outcomes), if !self.deliveries.is_empty() => {
+                    for outcome in std::mem::take(&mut outcomes) {
+                        self.settle(outcome);
+                    }
+                }
+                () = shutdown.clone(), if drain_deadline.is_none() => {
+                    self.health.draining.store(true, Ordering::Relaxed);
+                    drain_deadline = Some(Instant::now() + Duration::from_millis(settings.pipeline.drain_timeout_ms));
+                    info!(in_flight = self.deliveries.len(), "shutdown requested: draining");
+                }
+                () = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
+                    return self.deliveries.len();
+                }
+                _ = tick.tick() => {}
+                received = self.consumer.recv(), if drain_deadline.is_none() && room => {
+                    match received {
+                        Ok(message) => self.consumed(&message, &shutdown).await,
+                        Err(e) => warn!(error = %e, "consume error"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One consumed record: registered, processed, sent.
+    async fn consumed<F: Future<Output = ()> + Clone>(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        shutdown: &F,
+    ) {
+        let consumed_at = std::time::Instant::now();
+        self.health.brokers_down.store(false, Ordering::Relaxed);
+        self.health.consumed.fetch_add(1, Ordering::Relaxed);
+        count_consumed(self.metrics, message);
+        let partition = self
+            .consumer
+            .context()
+            .partition(message.topic(), message.partition());
+        let ticket = lock(self.tracker).consumed(partition, message.offset());
+        let headers = InHeaders::of(message);
+        let input = Input {
+            key: message.key(),
+            value: message.payload(),
+            headers: &headers.pairs,
+            ingest: IngestMeta {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
+            },
+        };
+        // None: shutdown while the record was held; it stays uncommitted
+        // and is consumed again.
+        if let Some(prepared) = self.processor.process(&input, shutdown).await {
+            self.send(prepared, ticket, consumed_at);
+        }
+    }
+
+    fn send(&mut self, prepared: Prepared, ticket: Ticket, consumed_at: std::time::Instant) {
+        let token_bytes = prepared.input.size();
+        let delivered = Delivered {
+            ticket,
+            prepared_kind: prepared.kind,
+            consumed_at,
+            input: prepared.input,
+        };
+        self.deliveries
+            .send(prepared.record, delivered, token_bytes);
+    }
+
+    /// An acknowledged record stores its offset; a refused one is replaced
+    /// by a dead letter (or held, when even that cannot be sent).
+    fn settle(&mut self, outcome: Outcome<Delivered>) {
+        let done = match outcome {
+            Outcome::Acked(done) => done,
+            Outcome::Refused(refusal) => {
+                match self.processor.replacement(refusal) {
+                    Ok((prepared, old)) => self.send(prepared, old.ticket, old.consumed_at),
+                    Err(refusal) => self.deliveries.hold(*refusal),
+                }
+                return;
+            }
+        };
+        self.health.acknowledged.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .processing_latency
+            .observe(done.consumed_at.elapsed().as_secs_f64());
+        match &done.prepared_kind {
+            OutputKind::Envelope {
+                counter,
+                event_time_ms,
+            } => {
+                counter.inc();
+                let age_ms = (now_ms() - event_time_ms).max(0);
+                self.metrics.event_age.observe(age_ms as f64 / 1000.0);
+            }
+            OutputKind::DeadLetter { rejection, .. } => {
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[rejection.reason.code()])
+                    .inc();
+                self.health.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let stored = lock(self.tracker).acknowledged(&done.ticket);
+        if let Some(offset) = stored {
+            let (topic, partition) = &done.ticket.partition;
+            // Fails only if the partition was revoked meanwhile: then it is not ours to commit.
+            if let Err(e) = self.consumer.store_offset(topic, *partition, offset) {
+                debug!(error = %e, "offset not stored");
+            }
+        }
+    }
+}
+
 fn lock(tracker: &Mutex<OffsetTracker>) -> MutexGuard<'_, OffsetTracker> {
     tracker.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The parts of the loop that turn one consumed record into one output record.
-struct Shell<'s> {
-    settings: &'s Settings,
-    codec: &'s EnvelopeCodec,
-    options: &'s NormalizeOptions,
-    metrics: &'s Metrics,
-    health: &'s Health,
-}
-
-impl Shell<'_> {
-    fn count_consumed(&self, message: &BorrowedMessage<'_>) {
-        // Label by the subscribed topic only (a bounded, configured set).
-        let topic = message.topic();
-        self.metrics
-            .records_consumed
-            .with_label_values(&[topic])
-            .inc();
-        let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
-        self.metrics
-            .consumed_bytes
-            .with_label_values(&[topic])
-            .inc_by(bytes);
-    }
-
-    /// The schema id of `topic`'s subject, waiting out a registry outage
-    /// (readiness false, nothing dead-lettered); None if shutdown came first.
-    async fn schema_id<F: Future<Output = ()>>(
-        &self,
-        ids: &mut SchemaIds,
-        topic: &str,
-        shutdown: &Shared<Pin<Box<F>>>,
-    ) -> Result<Option<u32>, RegistryError> {
-        let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
-        loop {
-            // Paused on purpose, not stuck: keep liveness up.
-            self.health.beat();
-            match ids.id_for(topic).await {
-                Ok(id) => {
-                    if self
-                        .health
-                        .registry_unavailable
-                        .swap(false, Ordering::Relaxed)
-                    {
-                        info!("schema registry answering again: producing resumed");
-                    }
-                    return Ok(Some(id));
-                }
-                Err(e) if e.is_transient() => {
-                    self.metrics.schema_registry_errors.inc();
-                    if !self
-                        .health
-                        .registry_unavailable
-                        .swap(true, Ordering::Relaxed)
-                    {
-                        warn!(error = %e, "schema registry unavailable: producing paused until it answers (records are held, not dead-lettered)");
-                    }
-                    tokio::select! {
-                        () = shutdown.clone() => return Ok(None),
-                        () = backoff.wait() => {}
-                    }
-                }
-                Err(e) => {
-                    self.metrics.schema_registry_errors.inc();
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    async fn output_for<F: Future<Output = ()>>(
-        &self,
-        message: &BorrowedMessage<'_>,
-        router: &mut Router,
-        topics: &mut TopicCreator,
-        schema_ids: &mut Option<SchemaIds>,
-        reasons_seen: &mut [bool; RejectReason::ALL.len()],
-        shutdown: &Shared<Pin<Box<F>>>,
-    ) -> Option<(OutRecord, OutputKind)> {
-        let headers = RecordHeaders(message.headers());
-        let body = message.payload().unwrap_or_default();
-        let ingest = IngestMeta {
-            topic: message.topic(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
-        };
-        let rejection = match normalize(body, &headers, &ingest, self.options) {
-            Ok(envelope) => {
-                let mut route = router.route(&envelope.event_type);
-                if route.catch_all.is_none()
-                    && !topics.is_ready(&route.topic)
-                    && let Err(e) = topics.ensure(std::slice::from_ref(&route.topic)).await
-                {
-                    if e.is_transient() {
-                        // Broker trouble: produce to the topic anyway; delivery is
-                        // re-sent until the next record's attempt creates it.
-                        warn!(error = %e, event_type = %envelope.event_type, "cannot create topic yet");
-                    } else {
-                        error!(error = %e, event_type = %envelope.event_type, "topic refused: routing this type to the catch-all topic");
-                        router.mark_unavailable(&envelope.event_type);
-                        route = router.route(&envelope.event_type);
-                    }
-                }
-                let mut schema_id = None;
-                let mut registry_refusal = None;
-                if let Some(ids) = schema_ids.as_mut() {
-                    match self.schema_id(ids, &route.topic, shutdown).await {
-                        Ok(Some(id)) => schema_id = Some(id),
-                        Ok(None) => return None,
-                        Err(e) if route.catch_all.is_none() => {
-                            error!(error = %e, event_type = %envelope.event_type, "schema registry refused this type's subject: routing the type to the catch-all topic");
-                            router.mark_unavailable(&envelope.event_type);
-                            route = router.route(&envelope.event_type);
-                            match self.schema_id(ids, &route.topic, shutdown).await {
-                                Ok(Some(id)) => schema_id = Some(id),
-                                Ok(None) => return None,
-                                Err(e) => registry_refusal = Some(e),
-                            }
-                        }
-                        Err(e) => registry_refusal = Some(e),
-                    }
-                }
-                if let Some(reason) = route.catch_all {
-                    let cause = match reason {
-                        CatchAllReason::TopicCap => "topic_cap",
-                        CatchAllReason::TopicUnavailable => "topic_unavailable",
-                        CatchAllReason::IngestTopic => "ingest_topic",
-                    };
-                    self.metrics
-                        .catch_all_routed
-                        .with_label_values(&[cause])
-                        .inc();
-                    if route.first_catch_all_for_type {
-                        warn!(event_type = %envelope.event_type, ?reason, topic = %route.topic, "routing a new event type to the catch-all topic");
-                    }
-                }
-                let type_label = if route.catch_all.is_some() {
-                    UNROUTED_TYPE_LABEL
-                } else {
-                    &envelope.event_type
-                };
-                let kind = OutputKind::Envelope {
-                    counter: self
-                        .metrics
-                        .envelopes_produced
-                        .with_label_values(&[type_label, shape_label(envelope.shape)]),
-                    event_time_ms: envelope.time,
-                };
-                let mut value = Vec::with_capacity(256 + envelope.payload.len());
-                let encoded = match (schema_id, registry_refusal) {
-                    (Some(id), _) => self.codec.encode_confluent_into(&envelope, id, &mut value),
-                    (None, None) => self.codec.encode_single_object_into(&envelope, &mut value),
-                    // Even the catch-all subject is refused (it was accepted at
-                    // start-up, so the registry changed): keep the record, say why.
-                    (None, Some(e)) => Err(AvroError::Registry(e.to_string())),
-                };
-                match encoded {
-                    Ok(()) => {
-                        debug!(event_type = %envelope.event_type, topic = %route.topic, partition = ingest.partition, offset = ingest.offset, "normalised");
-                        let record = envelope_record(
-                            route.topic,
-                            &envelope,
-                            value,
-                            headers.pairs(),
-                            &self.settings.output.drop_headers,
-                        );
-                        return Some((record, kind));
-                    }
-                    // A defect (schema and envelope disagree): keep the record, say why.
-                    Err(e) => crate::rejection::Rejection::new(
-                        RejectReason::InvalidField,
-                        format!("envelope could not be encoded: {e}"),
-                    ),
-                }
-            }
-            Err(rejection) => rejection,
-        };
-        let idx = RejectReason::ALL
-            .iter()
-            .position(|r| *r == rejection.reason)
-            .unwrap_or(0);
-        let reason = rejection.reason.code();
-        self.metrics
-            .parse_failures
-            .with_label_values(&[reason])
-            .inc();
-        if !std::mem::replace(&mut reasons_seen[idx], true) {
-            warn!(reason = rejection.reason.code(), detail = %rejection.message, "dead-lettering records (first of this reason)");
-        }
-        debug!(
-            reason = rejection.reason.code(),
-            topic = ingest.topic,
-            partition = ingest.partition,
-            offset = ingest.offset,
-            "dead-lettered"
-        );
-        let record = dead_letter_record(
-            self.settings.output.dead_letter_topic.clone(),
-            message.key(),
-            message.payload(),
-            headers.pairs(),
-            &ingest,
-            &rejection,
-        );
-        let counter = self.metrics.dead_lettered.with_label_values(&[reason]);
-        Some((record, OutputKind::DeadLetter { counter }))
-    }
-}
-
-/// The `shape` label of an envelope.
-fn shape_label(shape: Shape) -> &'static str {
-    match shape {
-        Shape::Event => "event",
-        Shape::LegacyRule => "legacy",
-        Shape::Generic => "generic",
-    }
+fn count_consumed(metrics: &Metrics, message: &BorrowedMessage<'_>) {
+    // Label by the subscribed topic only (a bounded, configured set).
+    let topic = message.topic();
+    metrics.records_consumed.with_label_values(&[topic]).inc();
+    let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
+    metrics
+        .consumed_bytes
+        .with_label_values(&[topic])
+        .inc_by(bytes);
 }
 
 /// Now, ms since the epoch.

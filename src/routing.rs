@@ -1,6 +1,12 @@
 //! Routing: which topic an envelope of a given type goes to. Input can
-//! never create topics without bound: past `max_topics` distinct per-type
-//! topics, new types go to the catch-all topic.
+//! never create topics without bound nor name a topic it should not reach:
+//! - the dead-letter, catch-all and ingest topics are reserved: a type whose
+//!   topic would be one of them goes to the catch-all topic;
+//! - Codat's catalog types and the operator's overrides always get their own
+//!   topic (they are created at start-up or chosen by the operator);
+//! - every other type counts toward `max_topics`, and so does a type whose
+//!   topic the cluster refused: past the cap, new types go to the catch-all,
+//!   so at most `max_topics` creation attempts are ever made for input.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -11,10 +17,28 @@ use crate::config::OutputSettings;
 pub enum CatchAllReason {
     /// The distinct-topic cap was reached.
     TopicCap,
-    /// Its topic could not be created.
+    /// Its topic could not be created (or the broker refuses writes to it).
     TopicUnavailable,
-    /// Its topic would be an ingest topic (a loop).
-    IngestTopic,
+    /// Its topic would be a reserved one (dead-letter, catch-all, ingest).
+    ReservedTopic,
+}
+
+impl CatchAllReason {
+    /// Every cause, for metrics pre-registration.
+    pub const ALL: [CatchAllReason; 3] = [
+        CatchAllReason::TopicCap,
+        CatchAllReason::TopicUnavailable,
+        CatchAllReason::ReservedTopic,
+    ];
+
+    /// The metric label value (`catch_all_routed_total{cause}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            CatchAllReason::TopicCap => "topic_cap",
+            CatchAllReason::TopicUnavailable => "topic_unavailable",
+            CatchAllReason::ReservedTopic => "reserved_topic",
+        }
+    }
 }
 
 /// A routing decision.
@@ -35,11 +59,17 @@ pub struct Router {
     overrides: BTreeMap<String, String>,
     max_topics: usize,
     catch_all: String,
-    ingest: HashSet<String>,
+    /// Topics no envelope may be routed to by its type.
+    reserved: HashSet<String>,
+    /// Types that always get their own topic (catalog, overrides).
+    exempt: HashSet<String>,
     /// type -> topic for every type routed to its own topic so far.
     routed: HashMap<String, String>,
+    /// Of `routed`, the types that count toward the cap.
+    counted: usize,
     /// Types sent to the catch-all; bounded, only to log each once.
     caught: HashSet<String>,
+    /// Types whose topic was refused; each counts toward the cap.
     unavailable: HashSet<String>,
 }
 
@@ -47,15 +77,24 @@ pub struct Router {
 const MAX_REMEMBERED_CAUGHT: usize = 10_000;
 
 impl Router {
-    /// A router for these output settings; `ingest_topics` are never routed to.
-    pub fn new(output: &OutputSettings, ingest_topics: &[String]) -> Self {
+    /// A router for these output settings. `ingest_topics` are reserved
+    /// with the dead-letter and catch-all topics; `known_types` (Codat's
+    /// catalog) always get their own topic.
+    pub fn new(output: &OutputSettings, ingest_topics: &[String], known_types: &[String]) -> Self {
+        let mut reserved: HashSet<String> = ingest_topics.iter().cloned().collect();
+        reserved.insert(output.dead_letter_topic.clone());
+        reserved.insert(output.catch_all_topic.clone());
+        let mut exempt: HashSet<String> = known_types.iter().cloned().collect();
+        exempt.extend(output.topic_overrides.keys().cloned());
         Router {
             prefix: output.topic_prefix.clone(),
             overrides: output.topic_overrides.clone(),
             max_topics: output.max_topics,
             catch_all: output.catch_all_topic.clone(),
-            ingest: ingest_topics.iter().cloned().collect(),
+            reserved,
+            exempt,
             routed: HashMap::new(),
+            counted: 0,
             caught: HashSet::new(),
             unavailable: HashSet::new(),
         }
@@ -67,6 +106,11 @@ impl Router {
             Some(t) => t.clone(),
             None => format!("{}{}", self.prefix, event_type),
         }
+    }
+
+    /// Whether `topic` is reserved (never an envelope's own topic).
+    pub fn is_reserved(&self, topic: &str) -> bool {
+        self.reserved.contains(topic)
     }
 
     /// The catch-all topic.
@@ -84,17 +128,19 @@ impl Router {
             };
         }
         let topic = self.topic_for(event_type);
-        let reason = if self.unavailable.contains(event_type) {
+        let exempt = self.exempt.contains(event_type);
+        let reason = if self.reserved.contains(&topic) {
+            Some(CatchAllReason::ReservedTopic)
+        } else if self.unavailable.contains(event_type) {
             Some(CatchAllReason::TopicUnavailable)
-        } else if self.ingest.contains(&topic) {
-            Some(CatchAllReason::IngestTopic)
-        } else if self.distinct_topics() >= self.max_topics && !self.is_topic_in_use(&topic) {
+        } else if !exempt && self.counted + self.unavailable.len() >= self.max_topics {
             Some(CatchAllReason::TopicCap)
         } else {
             None
         };
         match reason {
             None => {
+                self.counted += usize::from(!exempt);
                 self.routed.insert(event_type.to_owned(), topic.clone());
                 Route {
                     topic,
@@ -114,21 +160,14 @@ impl Router {
         }
     }
 
-    /// Marks a type whose topic could not be created: it goes to the
-    /// catch-all from now on.
+    /// Marks a type whose topic was refused: it goes to the catch-all from
+    /// now on, and still counts toward the cap (so refusals cannot make
+    /// input trigger creation attempts without bound).
     pub fn mark_unavailable(&mut self, event_type: &str) {
-        self.routed.remove(event_type);
-        if self.unavailable.len() < MAX_REMEMBERED_CAUGHT {
-            self.unavailable.insert(event_type.to_owned());
+        if self.routed.remove(event_type).is_some() && !self.exempt.contains(event_type) {
+            self.counted -= 1;
         }
-    }
-
-    fn distinct_topics(&self) -> usize {
-        self.routed.values().collect::<HashSet<_>>().len()
-    }
-
-    fn is_topic_in_use(&self, topic: &str) -> bool {
-        self.routed.values().any(|t| t == topic)
+        self.unavailable.insert(event_type.to_owned());
     }
 }
 
@@ -143,7 +182,14 @@ mod tests {
         };
         o.topic_overrides
             .insert("connection.failed".into(), "alerts.connections".into());
-        Router::new(&o, &["codat.webhooks.raw".to_string()])
+        Router::new(
+            &o,
+            &["codat.webhooks.raw".to_string()],
+            &[
+                "connection.failed".to_string(),
+                "read.completed".to_string(),
+            ],
+        )
     }
 
     #[test]
@@ -170,11 +216,51 @@ mod tests {
         assert_eq!(r.route("a.one").topic, "codat.a.one");
     }
 
+    /// Issue 9, finding 5: `eventType: "dlq"` put an envelope into `codat.dlq`.
     #[test]
-    fn an_ingest_topic_is_never_an_output() {
+    fn reserved_topics_are_never_an_output() {
         let mut r = router(10);
-        let route = r.route("webhooks.raw");
-        assert_eq!(route.catch_all, Some(CatchAllReason::IngestTopic));
+        for t in ["webhooks.raw", "dlq", "unrouted"] {
+            let route = r.route(t);
+            assert_eq!(route.catch_all, Some(CatchAllReason::ReservedTopic), "{t}");
+            assert_eq!(route.topic, "codat.unrouted");
+        }
+    }
+
+    /// Issue 9, finding 5: junk types filled `max_topics` before catalog
+    /// types, so `connection.failed` could land on the catch-all.
+    #[test]
+    fn catalog_types_get_their_own_topic_past_the_cap() {
+        let mut r = router(2);
+        for t in ["junk.a", "junk.b", "junk.c"] {
+            r.route(t);
+        }
+        assert_eq!(r.route("junk.c").catch_all, Some(CatchAllReason::TopicCap));
+        let route = r.route("read.completed");
+        assert_eq!(
+            (route.topic.as_str(), route.catch_all),
+            ("codat.read.completed", None)
+        );
+        assert_eq!(r.route("connection.failed").topic, "alerts.connections");
+    }
+
+    /// Issue 9, finding 5: refused topics did not count toward the cap, so
+    /// under ACLs input could cause unbounded CreateTopics calls.
+    #[test]
+    fn refused_types_count_toward_the_cap() {
+        let mut r = router(3);
+        let mut attempts = 0;
+        for i in 0..1000 {
+            let t = format!("junk.t{i}");
+            if r.route(&t).catch_all.is_none() {
+                attempts += 1;
+                r.mark_unavailable(&t);
+            }
+        }
+        assert_eq!(
+            attempts, 3,
+            "one creation attempt per slot of the cap, then none"
+        );
     }
 
     #[test]

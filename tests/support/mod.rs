@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -475,10 +475,12 @@ pub fn cluster_metadata(bootstrap: &str) -> rdkafka::metadata::Metadata {
 
 /// The value of header `name` of a record.
 pub fn header(m: &OwnedMessage, name: &str) -> Option<Vec<u8>> {
-    m.headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value.map(<[u8]>::to_vec))
+    // Read as bytes: rdkafka's `Headers::iter` panics on non-UTF-8 keys.
+    let headers = codat_stream::record_headers::header_pairs(m.headers()?.as_borrowed());
+    headers
+        .into_iter()
+        .find(|(k, _)| *k == name.as_bytes())
+        .and_then(|(_, v)| v.map(<[u8]>::to_vec))
 }
 
 /// The header's value as text.
