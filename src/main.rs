@@ -199,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `run`: the HTTP endpoint beside the pipeline, until a signal and the drain.
 async fn run_connector(settings: Settings) -> anyhow::Result<RunOutcome> {
+    let shutdown = shutdown_signal();
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::new()?);
     let server = if settings.http.listen.is_empty() {
@@ -214,7 +215,7 @@ async fn run_connector(settings: Settings) -> anyhow::Result<RunOutcome> {
         };
         Some(tokio::spawn(http::serve(listener, status)))
     };
-    let outcome = pipeline::run(settings, shutdown_signal(), health, metrics).await;
+    let outcome = pipeline::run(settings, shutdown, health, metrics).await;
     if let Some(server) = server {
         server.abort();
     }
@@ -339,26 +340,43 @@ fn init_logging(format: &str, level: &str) {
 }
 
 /// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives while
+/// start-up is still building clients must not kill the process outright.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let streams = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let (term, int) = streams;
+            tokio::select! {
+                () = recv_signal(term) => {},
+                () = recv_signal(int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("signal received");
     }
-    tracing::info!("signal received");
+}
+
+#[cfg(unix)]
+async fn recv_signal(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 fn normalize_command(args: NormalizeArgs) -> anyhow::Result<ExitCode> {

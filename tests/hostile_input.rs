@@ -315,3 +315,31 @@ fn committed(bootstrap: &str, names: &Names, ends: &HashMap<i32, i64>) -> HashMa
         })
         .collect()
 }
+
+/// Issue 9, finding 9: SIGTERM was not noticed during start-up topic
+/// creation and registration (about 30 s with the brokers unreachable).
+#[test]
+fn sigterm_during_start_up_exits_promptly() {
+    // Nothing listens there: topic creation can only wait.
+    let bootstrap = format!("127.0.0.1:{}", support::free_port());
+    let names = Names::new();
+    let mut connector = Connector::start(&bootstrap, &names, &[]);
+    wait_for(
+        "start-up to wait for the cluster",
+        Duration::from_secs(60),
+        || connector.logged("waiting for the cluster") || connector.logged("kafka"),
+    );
+    let asked = std::time::Instant::now();
+    connector.sigterm();
+    let status = connector.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "exit 0: nothing was consumed, nothing to drain"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "exited {:?} after SIGTERM",
+        asked.elapsed()
+    );
+    assert!(connector.logged("shutdown requested during start-up"));
+}
