@@ -1,6 +1,8 @@
 //! Configuration: built-in defaults < a TOML file < environment variables
 //! (`CODAT_STREAM__SECTION__KEY`), validated before anything connects.
 
+mod secret;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -9,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::event_type;
 use crate::normalize::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SOURCE, NormalizeOptions};
+
+pub use secret::{MASK, Secret};
 
 /// Environment variable prefix; `__` separates the prefix, sections and keys.
 pub const ENV_PREFIX: &str = "CODAT_STREAM";
@@ -180,10 +184,10 @@ pub struct SchemaRegistrySettings {
     pub subject_name_strategy: String,
     /// Basic auth user (with `basic_auth_password`).
     pub basic_auth_user: String,
-    /// Basic auth password (secret).
-    pub basic_auth_password: String,
-    /// Bearer token (secret), instead of basic auth.
-    pub bearer_token: String,
+    /// Basic auth password.
+    pub basic_auth_password: Secret,
+    /// Bearer token, instead of basic auth.
+    pub bearer_token: Secret,
     /// PEM file of extra CA certificates to trust for https.
     pub ca_location: String,
     /// Timeout of one request.
@@ -198,8 +202,8 @@ impl Default for SchemaRegistrySettings {
             url: String::new(),
             subject_name_strategy: "topic".into(),
             basic_auth_user: String::new(),
-            basic_auth_password: String::new(),
-            bearer_token: String::new(),
+            basic_auth_password: Secret::default(),
+            bearer_token: Secret::default(),
             ca_location: String::new(),
             request_timeout_ms: 10_000,
             max_attempts: 5,
@@ -633,17 +637,10 @@ impl Settings {
         c
     }
 
-    /// The effective configuration as TOML, secrets masked.
+    /// The effective configuration as TOML, secrets masked ([`Secret`]s
+    /// serialise masked).
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
-        for secret in [
-            &mut shown.schema_registry.basic_auth_password,
-            &mut shown.schema_registry.bearer_token,
-        ] {
-            if !secret.is_empty() {
-                *secret = "********".into();
-            }
-        }
         for props in [
             &mut shown.kafka.common,
             &mut shown.kafka.consumer,
@@ -651,7 +648,7 @@ impl Settings {
         ] {
             for (k, v) in props.iter_mut() {
                 if is_secret_key(k) {
-                    *v = "********".into();
+                    *v = MASK.into();
                 }
             }
         }
