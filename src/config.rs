@@ -1,9 +1,11 @@
 //! Configuration: built-in defaults < a TOML file < environment variables
 //! (`CODAT_STREAM__SECTION__KEY`), validated before anything connects.
 
+mod masking;
 mod secret;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use rdkafka::ClientConfig;
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::event_type;
 use crate::normalize::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SOURCE, NormalizeOptions};
 
+pub use masking::{is_secret_key, mask_property, mask_url};
 pub use secret::{MASK, Secret};
 
 /// Environment variable prefix; `__` separates the prefix, sections and keys.
@@ -62,7 +65,8 @@ pub struct Settings {
 }
 
 /// Broker connection; any librdkafka property can be passed through.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` masks secret properties, as `check-config` does.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSettings {
     /// Comma-separated host:port list.
@@ -243,6 +247,25 @@ impl Default for MetricsSettings {
         MetricsSettings {
             kafka_statistics_interval_ms: 15_000,
         }
+    }
+}
+
+impl fmt::Debug for KafkaSettings {
+    // A `{:?}` of the settings in a log line or a panic must not carry a
+    // password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |props: &BTreeMap<String, String>| {
+            props
+                .iter()
+                .map(|(k, v)| (k.clone(), mask_property(k, v)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("common", &shown(&self.common))
+            .field("consumer", &shown(&self.consumer))
+            .field("producer", &shown(&self.producer))
+            .finish()
     }
 }
 
@@ -637,22 +660,28 @@ impl Settings {
         c
     }
 
-    /// The effective configuration as TOML, secrets masked ([`Secret`]s
-    /// serialise masked).
+    /// The effective configuration as TOML, secrets masked: [`Secret`]s
+    /// serialise masked; pass-through properties are masked by
+    /// [`is_secret_key`]; URLs lose credentials and query values
+    /// ([`mask_url`]).
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
+        // On managed registries the user name is the API key, as librdkafka
+        // treats sasl.username.
+        if !shown.schema_registry.basic_auth_user.is_empty() {
+            shown.schema_registry.basic_auth_user = MASK.into();
+        }
+        shown.schema_registry.url = mask_url(&shown.schema_registry.url);
         for props in [
             &mut shown.kafka.common,
             &mut shown.kafka.consumer,
             &mut shown.kafka.producer,
         ] {
             for (k, v) in props.iter_mut() {
-                if is_secret_key(k) {
-                    *v = MASK.into();
-                }
+                *v = mask_property(k, v);
             }
         }
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        toml::to_string_pretty(&shown).unwrap_or_else(|_| "# cannot render\n".into())
     }
 }
 
@@ -672,22 +701,6 @@ fn apply(c: &mut ClientConfig, props: &BTreeMap<String, String>) {
     for (k, v) in props {
         c.set(k, v);
     }
-}
-
-/// Whether a librdkafka property holds a secret (never printed or logged).
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "key.pem",
-        "private",
-        "sasl.jaas",
-        "user.info",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
 }
 
 fn is_topic_byte(b: u8) -> bool {
@@ -875,6 +888,85 @@ mod tests {
             s.consumer_config().get("fetch.max.bytes"),
             Some("104857600")
         );
+    }
+
+    #[test]
+    fn check_config_masks_the_registry_user_and_secrets_and_url_query_values() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__URL",
+                    "https://registry:8081",
+                ),
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__BASIC_AUTH_USER",
+                    "api-key-user",
+                ),
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__BASIC_AUTH_PASSWORD",
+                    "api-secret",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_OAUTHBEARER_CONFIG",
+                    "principal=x secret=oauth-secret",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_USERNAME",
+                    "cluster-api-key",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_PASWORD",
+                    "misspelt-secret",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
+                    "https://idp.example/token?client_secret=url-secret",
+                ),
+            ]),
+        )
+        .unwrap();
+        let shown = s.to_masked_toml();
+        for secret in [
+            "api-key-user",
+            "api-secret",
+            "oauth-secret",
+            "cluster-api-key",
+            "misspelt-secret",
+            "url-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret}: {shown}");
+        }
+        assert!(
+            shown.contains("https://idp.example/token?client_secret=********"),
+            "{shown}"
+        );
+        assert!(shown.contains("url = \"https://registry:8081\""), "{shown}");
+    }
+
+    #[test]
+    fn debug_of_the_settings_masks_every_secret() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_PASSWORD",
+                    "hunter2-common",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__PRODUCER__SSL_KEY_PASSWORD",
+                    "hunter2-producer",
+                ),
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__BEARER_TOKEN",
+                    "hunter2-token",
+                ),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{s:?} {s:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sasl.password"), "{shown}");
     }
 
     #[test]
