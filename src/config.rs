@@ -1,8 +1,10 @@
 //! Configuration: built-in defaults < a TOML file < environment variables
 //! (`CODAT_STREAM__SECTION__KEY`), validated before anything connects.
+//! Secrets are never echoed: not by `check-config`, not in an error.
 
 mod masking;
 mod secret;
+mod source;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -344,12 +346,14 @@ impl Default for LogSettings {
     }
 }
 
-/// Why configuration could not be used.
+/// Why configuration could not be used. Messages name the file, line and
+/// column or the setting, never a value: it may be a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A source could not be read or a value has the wrong type/unknown key.
+    /// A source could not be read or parsed, or a value has the wrong type
+    /// or a key is unknown.
     #[error("cannot load configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(String),
     /// A value is out of range or inconsistent with another.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -366,30 +370,20 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let defaults = config::Config::try_from(&Settings::default())?;
+        let defaults =
+            config::Config::try_from(&Settings::default()).map_err(|e| source::load_error(&e))?;
         let mut builder = config::Config::builder().add_source(defaults);
         if let Some(path) = file {
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            // Parsed here first, so a syntax error is reported without the
+            // offending line; the config crate then parses it again.
+            let text = source::read_toml(path)?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("ingest.topics")
-                .with_list_parse_key("output.drop_headers")
-                .try_parsing(true)
-                .source(Some(env)),
-        );
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        builder = builder.add_source(source::environment(env));
+        let mut settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| source::load_error(&e))?;
         settings.kafka.normalize_env_keys();
         settings.validate()?;
         Ok(settings)
@@ -888,6 +882,64 @@ mod tests {
             s.consumer_config().get("fetch.max.bytes"),
             Some("104857600")
         );
+    }
+
+    /// `load_with_env` on `toml`, as the error text.
+    fn load_error(toml: &str, pairs: &[(&str, &str)]) -> String {
+        let f = write_toml(toml);
+        match Settings::load_with_env(Some(f.path()), env(pairs)) {
+            Ok(_) => panic!("accepted: {toml} {pairs:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_toml_syntax_error_gives_the_position_but_not_the_line() {
+        for (toml, line) in [
+            (
+                "[kafka.common]\n\"sasl.password\" = \"hunter2-unterminated\n",
+                "line 2",
+            ),
+            (
+                "[log]\nlevel = \"info\"\n[kafka.common]\n\"sasl.password\" = hunter2-bare\n",
+                "line 4",
+            ),
+            (
+                "[kafka.common]\n\"sasl.password\" = \"hunter2-trailing\" x\n",
+                "line 2",
+            ),
+        ] {
+            let e = load_error(toml, &[]);
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("TOML syntax error") && e.contains(line), "{e}");
+            assert!(e.contains(".toml"), "names the file: {e}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_but_its_values_are_not() {
+        let e = load_error(
+            "[kafka.common]\n\"sasl.password\" = \"hunter2-first\"\n\"sasl.password\" = \"hunter2-second\"\n",
+            &[],
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("duplicate key `sasl.password` at line 3"), "{e}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_not_echoed_from_file_or_environment() {
+        let e = load_error("[pipeline]\nmax_in_flight = \"hunter2-file\"\n", &[]);
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("pipeline.max_in_flight"), "{e}");
+        let e = load_error(
+            "",
+            &[("CODAT_STREAM__HTTP__LIVENESS_TIMEOUT_MS", "hunter2-env")],
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("http.liveness_timeout_ms"), "{e}");
+        let e = load_error("[kafka]\ncommon = \"hunter2-map\"\n", &[]);
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("kafka.common"), "{e}");
     }
 
     #[test]

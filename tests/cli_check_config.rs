@@ -1,7 +1,8 @@
 //! `codat-stream check-config` on the configurations the project ships:
 //! the example file and the Kubernetes ConfigMap (with its Secret passed as
 //! environment variables, as the Deployment does) are valid, and secrets
-//! are masked in what it prints.
+//! are masked in what it prints; on broken configurations, the errors
+//! name the position or the setting but never echo a secret.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -118,6 +119,31 @@ fn check_toml(toml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code(), text)
+}
+
+#[test]
+fn a_toml_syntax_error_on_a_secret_line_does_not_print_the_secret() {
+    let (code, out) = check_toml(
+        "[kafka.common]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"hunter2-s3cret\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    assert!(out.contains("line 3"), "{out}");
+}
+
+#[test]
+fn a_duplicate_key_does_not_print_either_value() {
+    let (code, out) = check_toml(
+        "[schema_registry]\nbearer_token = \"tok-first-s3cret\"\nbearer_token = \"tok-second-s3cret\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains("s3cret"), "{out}");
+    assert!(
+        out.contains("duplicate key `bearer_token` at line 3"),
+        "{out}"
+    );
 }
 
 #[test]
