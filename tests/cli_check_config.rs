@@ -198,3 +198,55 @@ fn a_token_in_a_url_query_is_masked() {
         "{out}"
     );
 }
+
+#[test]
+fn a_registry_url_with_a_query_is_refused_without_echoing_it() {
+    let (code, out) = check_toml(
+        "[schema_registry]\nurl = \"https://registry:8081/?token=s3cret-c\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains("s3cret"), "{out}");
+    assert!(out.contains("schema_registry.url"), "{out}");
+}
+
+#[test]
+fn an_empty_topic_prefix_is_refused() {
+    let (code, out) = check_toml("[output]\ntopic_prefix = \"\"\n", &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("output.topic_prefix"), "{out}");
+}
+
+#[test]
+fn a_huge_liveness_timeout_is_refused() {
+    let (code, out) = check_toml(
+        "",
+        &[(
+            "CODAT_STREAM__HTTP__LIVENESS_TIMEOUT_MS",
+            "18446744073709551615",
+        )],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("http.liveness_timeout_ms must be between 1000 and 3600000"),
+        "{out}"
+    );
+}
+
+#[test]
+fn several_errors_are_reported_together() {
+    let (code, out) = check_toml(
+        "[output]\ntopic_prefix = \"\"\ndead_letter_topic = \"codat.unrouted\"\n\
+         [pipeline]\nmax_in_flight = 0\n",
+        &[("CODAT_STREAM__LOG__FORMAT", "xml")],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    for needle in [
+        "output.topic_prefix",
+        "output.dead_letter_topic and output.catch_all_topic",
+        "pipeline.max_in_flight",
+        "log.format",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+}
