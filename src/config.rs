@@ -1,7 +1,14 @@
 //! Configuration: built-in defaults < a TOML file < environment variables
 //! (`CODAT_STREAM__SECTION__KEY`), validated before anything connects.
+//! Secrets are never echoed: not by `check-config`, not in an error.
+
+mod masking;
+mod secret;
+mod source;
+mod validate;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use rdkafka::ClientConfig;
@@ -9,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::event_type;
 use crate::normalize::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SOURCE, NormalizeOptions};
+
+pub use masking::{is_secret_key, mask_property, mask_url};
+pub use secret::{MASK, Secret};
 
 /// Environment variable prefix; `__` separates the prefix, sections and keys.
 pub const ENV_PREFIX: &str = "CODAT_STREAM";
@@ -58,7 +68,8 @@ pub struct Settings {
 }
 
 /// Broker connection; any librdkafka property can be passed through.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` masks secret properties, as `check-config` does.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSettings {
     /// Comma-separated host:port list.
@@ -184,10 +195,10 @@ pub struct SchemaRegistrySettings {
     pub subject_name_strategy: String,
     /// Basic auth user (with `basic_auth_password`).
     pub basic_auth_user: String,
-    /// Basic auth password (secret).
-    pub basic_auth_password: String,
-    /// Bearer token (secret), instead of basic auth.
-    pub bearer_token: String,
+    /// Basic auth password.
+    pub basic_auth_password: Secret,
+    /// Bearer token, instead of basic auth.
+    pub bearer_token: Secret,
     /// PEM file of extra CA certificates to trust for https.
     pub ca_location: String,
     /// Timeout of one request.
@@ -202,8 +213,8 @@ impl Default for SchemaRegistrySettings {
             url: String::new(),
             subject_name_strategy: "topic".into(),
             basic_auth_user: String::new(),
-            basic_auth_password: String::new(),
-            bearer_token: String::new(),
+            basic_auth_password: Secret::default(),
+            bearer_token: Secret::default(),
             ca_location: String::new(),
             request_timeout_ms: 10_000,
             max_attempts: 5,
@@ -243,6 +254,25 @@ impl Default for MetricsSettings {
         MetricsSettings {
             kafka_statistics_interval_ms: 15_000,
         }
+    }
+}
+
+impl fmt::Debug for KafkaSettings {
+    // A `{:?}` of the settings in a log line or a panic must not carry a
+    // password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |props: &BTreeMap<String, String>| {
+            props
+                .iter()
+                .map(|(k, v)| (k.clone(), mask_property(k, v)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("common", &shown(&self.common))
+            .field("consumer", &shown(&self.consumer))
+            .field("producer", &shown(&self.producer))
+            .finish()
     }
 }
 
@@ -322,15 +352,21 @@ impl Default for LogSettings {
     }
 }
 
-/// Why configuration could not be used.
+/// Why configuration could not be used. Messages name the file, line and
+/// column or the setting, never a value: it may be a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A source could not be read or a value has the wrong type/unknown key.
+    /// A source could not be read or parsed, or a value has the wrong type
+    /// or a key is unknown.
     #[error("cannot load configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    /// A value is out of range or inconsistent with another.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
+    Load(String),
+    /// Values out of range or inconsistent: every problem found, one each.
+    #[error("invalid configuration:{}", one_per_line(.0))]
+    Invalid(Vec<String>),
+}
+
+fn one_per_line(problems: &[String]) -> String {
+    problems.iter().map(|p| format!("\n  - {p}")).collect()
 }
 
 impl Settings {
@@ -344,213 +380,33 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let defaults = config::Config::try_from(&Settings::default())?;
+        let defaults =
+            config::Config::try_from(&Settings::default()).map_err(|e| source::load_error(&e))?;
         let mut builder = config::Config::builder().add_source(defaults);
         if let Some(path) = file {
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            // Parsed here first, so a syntax error is reported without the
+            // offending line; the config crate then parses it again.
+            let text = source::read_toml(path)?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("ingest.topics")
-                .with_list_parse_key("output.drop_headers")
-                .try_parsing(true)
-                .source(Some(env)),
-        );
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        builder = builder.add_source(source::environment(env));
+        let mut settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| source::load_error(&e))?;
         settings.kafka.normalize_env_keys();
         settings.validate()?;
         Ok(settings)
     }
 
-    /// Checks ranges and cross-field rules.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |msg: String| Err(ConfigError::Invalid(msg));
-        if self.kafka.bootstrap_servers.trim().is_empty() {
-            return bad("kafka.bootstrap_servers must not be empty".into());
-        }
-        for (section, props) in [
-            ("common", &self.kafka.common),
-            ("consumer", &self.kafka.consumer),
-            ("producer", &self.kafka.producer),
-        ] {
-            for key in props.keys() {
-                if MANAGED_PROPERTIES.contains(&key.as_str()) {
-                    return bad(format!(
-                        "kafka.{section}.\"{key}\" is managed by codat-stream (use the typed \
-                         setting, or it would weaken the at-least-once guarantee)"
-                    ));
-                }
-            }
-        }
-        if self.ingest.topics.is_empty() {
-            return bad("ingest.topics must name at least one topic".into());
-        }
-        for t in &self.ingest.topics {
-            check_topic("ingest.topics", t)?;
-        }
-        if self.ingest.group_id.trim().is_empty() {
-            return bad("ingest.group_id must not be empty".into());
-        }
-        if !["earliest", "latest"].contains(&self.ingest.auto_offset_reset.as_str()) {
-            return bad(format!(
-                "ingest.auto_offset_reset must be \"earliest\" or \"latest\", not {:?}",
-                self.ingest.auto_offset_reset
-            ));
-        }
-        let o = &self.output;
-        if o.topic_prefix.len() > MAX_TOPIC_PREFIX_LEN || !o.topic_prefix.bytes().all(is_topic_byte)
-        {
-            return bad(format!(
-                "output.topic_prefix must be at most {MAX_TOPIC_PREFIX_LEN} characters of [A-Za-z0-9._-]"
-            ));
-        }
-        check_topic("output.catch_all_topic", &o.catch_all_topic)?;
-        check_topic("output.dead_letter_topic", &o.dead_letter_topic)?;
-        for (ty, topic) in &o.topic_overrides {
-            event_type::validate(ty).map_err(|r| {
-                ConfigError::Invalid(format!("output.topic_overrides key: {}", r.message))
-            })?;
-            check_topic("output.topic_overrides value", topic)?;
-        }
-        for (name, t) in [
-            ("output.dead_letter_topic", &o.dead_letter_topic),
-            ("output.catch_all_topic", &o.catch_all_topic),
-        ]
-        .into_iter()
-        .chain(
-            o.topic_overrides
-                .values()
-                .map(|t| ("output.topic_overrides value", t)),
-        ) {
-            if self.ingest.topics.contains(t) {
-                return bad(format!(
-                    "{name} {t:?} is also an ingest topic: records would loop"
-                ));
-            }
-        }
-        if o.max_topics == 0 || o.max_topics > 10_000 {
-            return bad("output.max_topics must be between 1 and 10000".into());
-        }
-        if self.topics.partitions < 1 {
-            return bad("topics.partitions must be at least 1".into());
-        }
-        if self.topics.replication_factor == 0 || self.topics.replication_factor < -1 {
-            return bad(
-                "topics.replication_factor must be -1 (broker default) or at least 1".into(),
-            );
-        }
-        if self.normalize.max_body_bytes == 0 {
-            return bad("normalize.max_body_bytes must be at least 1".into());
-        }
-        let p = &self.pipeline;
-        if p.max_in_flight_bytes < 1024 * 1024 || p.max_in_flight_bytes > 4 * 1024 * 1024 * 1024 {
-            return bad("pipeline.max_in_flight_bytes must be between 1048576 (1 MiB) and 4294967296 (4 GiB)".into());
-        }
-        if p.max_in_flight == 0 || p.max_in_flight > 1_000_000 {
-            return bad("pipeline.max_in_flight must be between 1 and 1000000".into());
-        }
-        let max_poll_ms = self.consumer_property_ms("max.poll.interval.ms", 300_000)?;
-        if p.drain_timeout_ms >= max_poll_ms {
-            return bad(format!(
-                "pipeline.drain_timeout_ms ({}) must be shorter than the consumer's \
-                 max.poll.interval.ms ({max_poll_ms}), or the group evicts the draining member",
-                p.drain_timeout_ms
-            ));
-        }
-        if p.produce_retry_backoff_max_ms == 0 {
-            return bad("pipeline.produce_retry_backoff_max_ms must be at least 1".into());
-        }
-        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return bad(format!(
-                "http.listen must be an address like 0.0.0.0:9464 (or empty to disable), not {:?}",
-                self.http.listen
-            ));
-        }
-        if self.http.liveness_timeout_ms < 1_000 {
-            return bad("http.liveness_timeout_ms must be at least 1000".into());
-        }
-        let r = &self.schema_registry;
-        if !["auto", "confluent", "avro-single-object"].contains(&o.value_format.as_str()) {
-            return bad(format!(
-                "output.value_format must be \"auto\", \"confluent\" or \"avro-single-object\", not {:?}",
-                o.value_format
-            ));
-        }
-        if o.value_format == "confluent" && r.url.is_empty() {
-            return bad(
-                "output.value_format \"confluent\" needs schema_registry.url (the schema ids come from it)"
-                    .into(),
-            );
-        }
-        // The URL is never echoed: it may hold credentials.
-        let rest = r
-            .url
-            .strip_prefix("http://")
-            .or_else(|| r.url.strip_prefix("https://"));
-        match rest {
-            _ if r.url.is_empty() => {}
-            None => return bad("schema_registry.url must start with http:// or https://".into()),
-            // Credentials in the URL would show in errors and check-config.
-            Some(rest)
-                if rest
-                    .split('/')
-                    .next()
-                    .is_some_and(|host| host.contains('@')) =>
-            {
-                return bad("schema_registry.url must not hold credentials: use \
-                     schema_registry.basic_auth_user and basic_auth_password"
-                    .into());
-            }
-            Some(_) => {}
-        }
-        if !["topic", "record"].contains(&r.subject_name_strategy.as_str()) {
-            return bad(format!(
-                "schema_registry.subject_name_strategy must be \"topic\" or \"record\", not {:?}",
-                r.subject_name_strategy
-            ));
-        }
-        if r.basic_auth_user.is_empty() != r.basic_auth_password.is_empty() {
-            return bad(
-                "schema_registry.basic_auth_user and basic_auth_password go together".into(),
-            );
-        }
-        if !r.bearer_token.is_empty() && !r.basic_auth_user.is_empty() {
-            return bad("schema_registry: use basic auth or a bearer token, not both".into());
-        }
-        if r.request_timeout_ms == 0 || r.max_attempts == 0 {
-            return bad(
-                "schema_registry.request_timeout_ms and max_attempts must be at least 1".into(),
-            );
-        }
-        if !["text", "json"].contains(&self.log.format.as_str()) {
-            return bad(format!(
-                "log.format must be \"text\" or \"json\", not {:?}",
-                self.log.format
-            ));
-        }
-        Ok(())
-    }
-
-    fn consumer_property_ms(&self, key: &str, default: u64) -> Result<u64, ConfigError> {
+    /// A consumer property in ms; the message never holds the value.
+    fn consumer_property_ms(&self, key: &str, default: u64) -> Result<u64, String> {
         match self.kafka.consumer.get(key).or(self.kafka.common.get(key)) {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| {
-                ConfigError::Invalid(format!(
-                    "kafka.consumer.\"{key}\" must be a whole number of ms"
-                ))
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("kafka.consumer.\"{key}\" must be a whole number of ms")),
         }
     }
 
@@ -651,29 +507,28 @@ impl Settings {
             .unwrap_or(1_000_000)
     }
 
-    /// The effective configuration as TOML, secrets masked.
+    /// The effective configuration as TOML, secrets masked: [`Secret`]s
+    /// serialise masked; pass-through properties are masked by
+    /// [`is_secret_key`]; URLs lose credentials and query values
+    /// ([`mask_url`]).
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
-        for secret in [
-            &mut shown.schema_registry.basic_auth_password,
-            &mut shown.schema_registry.bearer_token,
-        ] {
-            if !secret.is_empty() {
-                *secret = "********".into();
-            }
+        // On managed registries the user name is the API key, as librdkafka
+        // treats sasl.username.
+        if !shown.schema_registry.basic_auth_user.is_empty() {
+            shown.schema_registry.basic_auth_user = MASK.into();
         }
+        shown.schema_registry.url = mask_url(&shown.schema_registry.url);
         for props in [
             &mut shown.kafka.common,
             &mut shown.kafka.consumer,
             &mut shown.kafka.producer,
         ] {
             for (k, v) in props.iter_mut() {
-                if is_secret_key(k) {
-                    *v = "********".into();
-                }
+                *v = mask_property(k, v);
             }
         }
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        toml::to_string_pretty(&shown).unwrap_or_else(|_| "# cannot render\n".into())
     }
 }
 
@@ -695,39 +550,16 @@ fn apply(c: &mut ClientConfig, props: &BTreeMap<String, String>) {
     }
 }
 
-/// Whether a librdkafka property holds a secret (never printed or logged).
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "key.pem",
-        "private",
-        "sasl.jaas",
-        "user.info",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
-
 fn is_topic_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'
 }
 
 /// Checks a Kafka topic name.
 pub fn check_topic(setting: &str, t: &str) -> Result<(), ConfigError> {
-    if t.is_empty()
-        || t.len() > MAX_TOPIC_LEN
-        || t == "."
-        || t == ".."
-        || !t.bytes().all(is_topic_byte)
-    {
-        return Err(ConfigError::Invalid(format!(
-            "{setting}: {t:?} is not a valid topic name (1-{MAX_TOPIC_LEN} characters of [A-Za-z0-9._-])"
-        )));
+    match validate::topic_problem(setting, t) {
+        Some(problem) => Err(ConfigError::Invalid(vec![problem])),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -759,6 +591,18 @@ mod tests {
                     .unwrap_err()
                     .to_string();
             assert!(e.contains("schema_registry.url"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        for url in [
+            "https://registry:8081/?token=s3cret",
+            "https://registry:8081/apis/ccompat/v7#access_token=s3cret",
+            "https://svc:pa/s3cret@registry:8081",
+        ] {
+            let e =
+                Settings::load_with_env(None, env(&[("CODAT_STREAM__SCHEMA_REGISTRY__URL", url)]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(e.contains("schema_registry.url"), "{url}: {e}");
             assert!(!e.contains("s3cret"), "{e}");
         }
         let ok = env(&[(
@@ -896,6 +740,288 @@ mod tests {
             s.consumer_config().get("fetch.max.bytes"),
             Some("104857600")
         );
+    }
+
+    /// `load_with_env` on `toml`, as the error text.
+    fn load_error(toml: &str, pairs: &[(&str, &str)]) -> String {
+        let f = write_toml(toml);
+        match Settings::load_with_env(Some(f.path()), env(pairs)) {
+            Ok(_) => panic!("accepted: {toml} {pairs:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_toml_syntax_error_gives_the_position_but_not_the_line() {
+        for (toml, line) in [
+            (
+                "[kafka.common]\n\"sasl.password\" = \"hunter2-unterminated\n",
+                "line 2",
+            ),
+            (
+                "[log]\nlevel = \"info\"\n[kafka.common]\n\"sasl.password\" = hunter2-bare\n",
+                "line 4",
+            ),
+            (
+                "[kafka.common]\n\"sasl.password\" = \"hunter2-trailing\" x\n",
+                "line 2",
+            ),
+        ] {
+            let e = load_error(toml, &[]);
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("TOML syntax error") && e.contains(line), "{e}");
+            assert!(e.contains(".toml"), "names the file: {e}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_but_its_values_are_not() {
+        let e = load_error(
+            "[kafka.common]\n\"sasl.password\" = \"hunter2-first\"\n\"sasl.password\" = \"hunter2-second\"\n",
+            &[],
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("duplicate key `sasl.password` at line 3"), "{e}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_not_echoed_from_file_or_environment() {
+        let e = load_error("[pipeline]\nmax_in_flight = \"hunter2-file\"\n", &[]);
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("pipeline.max_in_flight"), "{e}");
+        let e = load_error(
+            "",
+            &[("CODAT_STREAM__HTTP__LIVENESS_TIMEOUT_MS", "hunter2-env")],
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("http.liveness_timeout_ms"), "{e}");
+        let e = load_error("[kafka]\ncommon = \"hunter2-map\"\n", &[]);
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("kafka.common"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_naming_the_setting_and_the_range() {
+        for (k, v, needle) in [
+            (
+                "HTTP__LIVENESS_TIMEOUT_MS",
+                "18446744073709551615",
+                "http.liveness_timeout_ms must be between 1000 and 3600000",
+            ),
+            (
+                "HTTP__LIVENESS_TIMEOUT_MS",
+                "1e30",
+                "http.liveness_timeout_ms",
+            ),
+            (
+                "PIPELINE__DRAIN_TIMEOUT_MS",
+                "0",
+                "pipeline.drain_timeout_ms",
+            ),
+            (
+                "PIPELINE__PRODUCE_RETRY_BACKOFF_MAX_MS",
+                "18446744073709551615",
+                "pipeline.produce_retry_backoff_max_ms",
+            ),
+            (
+                "PIPELINE__MAX_IN_FLIGHT",
+                "1000001",
+                "pipeline.max_in_flight",
+            ),
+            (
+                "TOPICS__REQUEST_TIMEOUT_MS",
+                "0",
+                "topics.request_timeout_ms",
+            ),
+            ("TOPICS__PARTITIONS", "1000000", "topics.partitions"),
+            (
+                "TOPICS__REPLICATION_FACTOR",
+                "40000",
+                "topics.replication_factor",
+            ),
+            (
+                "SCHEMA_REGISTRY__REQUEST_TIMEOUT_MS",
+                "86400000",
+                "schema_registry.request_timeout_ms",
+            ),
+            (
+                "SCHEMA_REGISTRY__MAX_ATTEMPTS",
+                "4000000000",
+                "schema_registry.max_attempts",
+            ),
+            (
+                "METRICS__KAFKA_STATISTICS_INTERVAL_MS",
+                "5",
+                "metrics.kafka_statistics_interval_ms must be 0 (off)",
+            ),
+            (
+                "NORMALIZE__MAX_BODY_BYTES",
+                "18446744073709551615",
+                "normalize.max_body_bytes",
+            ),
+            ("OUTPUT__MAX_TOPICS", "0", "output.max_topics"),
+        ] {
+            let e = load_error("", &[(&format!("CODAT_STREAM__{k}"), v)]);
+            assert!(e.contains(needle), "{k}={v}: {e}");
+        }
+        let e = load_error("[http]\nliveness_timeout_ms = 9223372036854775807\n", &[]);
+        assert!(e.contains("http.liveness_timeout_ms"), "{e}");
+        let e = load_error("[http]\nliveness_timeout_ms = 18446744073709551615\n", &[]);
+        assert!(e.contains("number out of range at line 2"), "{e}");
+        let ok = [("CODAT_STREAM__METRICS__KAFKA_STATISTICS_INTERVAL_MS", "0")];
+        assert!(
+            Settings::load_with_env(None, env(&ok)).is_ok(),
+            "0 turns statistics off"
+        );
+    }
+
+    #[test]
+    fn the_topic_prefix_must_be_a_non_empty_namespace() {
+        for prefix in [
+            "",
+            "codat",
+            "...",
+            "co dat.",
+            &"a".repeat(MAX_TOPIC_PREFIX_LEN + 1),
+        ] {
+            let e = load_error(&format!("[output]\ntopic_prefix = {prefix:?}\n"), &[]);
+            assert!(e.contains("output.topic_prefix"), "{prefix:?}: {e}");
+        }
+        for prefix in ["codat.", "codat_", "codat-", "team.codat."] {
+            let f = write_toml(&format!("[output]\ntopic_prefix = {prefix:?}\n"));
+            assert!(
+                Settings::load_with_env(Some(f.path()), env(&[])).is_ok(),
+                "{prefix}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ingest_dead_letter_and_catch_all_topics_are_distinct() {
+        for (toml, needle) in [
+            (
+                "[output]\ndead_letter_topic = \"x\"\ncatch_all_topic = \"x\"\n",
+                "output.dead_letter_topic and output.catch_all_topic must differ",
+            ),
+            (
+                "[ingest]\ntopics = [\"a\", \"b\", \"a\"]\n",
+                "ingest.topics lists \"a\" more than once",
+            ),
+            (
+                "[output]\ncatch_all_topic = \"codat.webhooks.raw\"\n",
+                "output.catch_all_topic \"codat.webhooks.raw\" is also an ingest topic",
+            ),
+            (
+                "[output.topic_overrides]\n\"connection.failed\" = \"codat.dlq\"\n",
+                "is the dead-letter topic",
+            ),
+        ] {
+            let e = load_error(toml, &[]);
+            assert!(e.contains(needle), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_one_per_line() {
+        let e = load_error(
+            "[output]\ntopic_prefix = \"\"\n[http]\nliveness_timeout_ms = 5\n",
+            &[
+                ("CODAT_STREAM__LOG__FORMAT", "xml"),
+                ("CODAT_STREAM__INGEST__GROUP_ID", " "),
+            ],
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        for needle in [
+            "output.topic_prefix",
+            "http.liveness_timeout_ms",
+            "log.format",
+            "ingest.group_id",
+        ] {
+            assert_eq!(
+                lines.iter().filter(|l| l.contains(needle)).count(),
+                1,
+                "{needle} on a line of its own: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn check_config_masks_the_registry_user_and_secrets_and_url_query_values() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__URL",
+                    "https://registry:8081",
+                ),
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__BASIC_AUTH_USER",
+                    "api-key-user",
+                ),
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__BASIC_AUTH_PASSWORD",
+                    "api-secret",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_OAUTHBEARER_CONFIG",
+                    "principal=x secret=oauth-secret",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_USERNAME",
+                    "cluster-api-key",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_PASWORD",
+                    "misspelt-secret",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
+                    "https://idp.example/token?client_secret=url-secret",
+                ),
+            ]),
+        )
+        .unwrap();
+        let shown = s.to_masked_toml();
+        for secret in [
+            "api-key-user",
+            "api-secret",
+            "oauth-secret",
+            "cluster-api-key",
+            "misspelt-secret",
+            "url-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret}: {shown}");
+        }
+        assert!(
+            shown.contains("https://idp.example/token?client_secret=********"),
+            "{shown}"
+        );
+        assert!(shown.contains("url = \"https://registry:8081\""), "{shown}");
+    }
+
+    #[test]
+    fn debug_of_the_settings_masks_every_secret() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "CODAT_STREAM__KAFKA__COMMON__SASL_PASSWORD",
+                    "hunter2-common",
+                ),
+                (
+                    "CODAT_STREAM__KAFKA__PRODUCER__SSL_KEY_PASSWORD",
+                    "hunter2-producer",
+                ),
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__BEARER_TOKEN",
+                    "hunter2-token",
+                ),
+            ]),
+        )
+        .unwrap();
+        let shown = format!("{s:?} {s:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sasl.password"), "{shown}");
     }
 
     #[test]

@@ -160,10 +160,10 @@ impl RegistryClient {
             if !self.settings.basic_auth_user.is_empty() {
                 request = request.basic_auth(
                     &self.settings.basic_auth_user,
-                    Some(&self.settings.basic_auth_password),
+                    Some(self.settings.basic_auth_password.expose()),
                 );
             } else if !self.settings.bearer_token.is_empty() {
-                request = request.bearer_auth(&self.settings.bearer_token);
+                request = request.bearer_auth(self.settings.bearer_token.expose());
             }
             match request.send().await {
                 Ok(response) => {

@@ -136,7 +136,7 @@ fn a_bearer_token_is_sent() {
     let registry = TestRegistry::start_bearer("tok-123");
     let settings = |token: &str| SchemaRegistrySettings {
         url: registry.url(),
-        bearer_token: token.to_owned(),
+        bearer_token: token.into(),
         max_attempts: 1,
         ..Default::default()
     };
