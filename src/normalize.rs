@@ -487,6 +487,14 @@ mod tests {
         assert_eq!(env.routing_key(), "e");
     }
 
+    fn assert_all_rejected(cases: &[&'static [u8]], want: RejectReason) {
+        for body in cases {
+            let err = normalize(body, &(), &INGEST, opts()).unwrap_err();
+            let body = String::from_utf8_lossy(body);
+            assert_eq!(err.reason, want, "{body}: {}", err.message);
+        }
+    }
+
     /// Issue 9, finding 3: a string whose escapes do not decode was read as
     /// "absent" (exit 0, values gone). Each is now a rejection of its own.
     #[test]
@@ -504,16 +512,7 @@ mod tests {
             br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"\ud800"}}}"#,
             br#"{"\ud800":1,"id":"e","eventType":"a.b","payload":{}}"#,
         ];
-        for body in cases {
-            let err = normalize(body, &(), &INGEST, opts()).unwrap_err();
-            assert_eq!(
-                err.reason,
-                RejectReason::InvalidString,
-                "{}: {}",
-                String::from_utf8_lossy(body),
-                err.message
-            );
-        }
+        assert_all_rejected(cases, RejectReason::InvalidString);
     }
 
     /// Issue 9, finding 3: an object with an undecodable key was called
@@ -542,16 +541,7 @@ mod tests {
             br#"{"RuleType":"Rate Limit Reached","AlertId":"a","alertid":"b","Data":{}}"#,
             br#"{"RuleType":"Rate Limit Reached","AlertId":"a","Data":{"DailyQuota":1,"dailyquota":2}}"#,
         ];
-        for body in cases {
-            let err = normalize(body, &(), &INGEST, opts()).unwrap_err();
-            assert_eq!(
-                err.reason,
-                RejectReason::DuplicateKey,
-                "{}: {}",
-                String::from_utf8_lossy(body),
-                err.message
-            );
-        }
+        assert_all_rejected(cases, RejectReason::DuplicateKey);
         // Repeats deeper than anything read pass through untouched.
         let env = ok(r#"{"id":"e","eventType":"a.b","payload":{"x":{"k":1,"k":2}}}"#);
         assert_eq!(env.payload, r#"{"x":{"k":1,"k":2}}"#);
