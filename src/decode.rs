@@ -4,6 +4,7 @@
 //! versions by fingerprint) and resolves the datum to the current schema.
 
 use std::collections::HashMap;
+use std::io::Read;
 
 use apache_avro::Schema;
 
@@ -11,6 +12,36 @@ use crate::envelope::Envelope;
 use crate::envelope_avro::{AvroError, EnvelopeCodec, RELEASED_SCHEMAS};
 use crate::schema_registry::{RegistryClient, RegistryError};
 use crate::value_format::{Framed, UnknownFraming, parse_framing};
+
+/// Most bytes `decode` reads from a file or stdin: a record value is far
+/// smaller (Kafka's default limit is 1 MB; an envelope is bounded by
+/// `normalize.max_body_bytes`), and reading a mistaken multi-gigabyte file
+/// whole would exhaust memory before saying it is not one.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a record value could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadValueError {
+    /// Longer than [`MAX_VALUE_BYTES`]; only that much was read.
+    #[error("larger than {MAX_VALUE_BYTES} bytes, so not one record value (not read further)")]
+    TooLarge,
+    /// The read failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one record value, refusing anything longer than
+/// [`MAX_VALUE_BYTES`] after reading at most one byte more.
+pub fn read_value(input: impl Read) -> Result<Vec<u8>, ReadValueError> {
+    let mut value = Vec::new();
+    input
+        .take(MAX_VALUE_BYTES as u64 + 1)
+        .read_to_end(&mut value)?;
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(ReadValueError::TooLarge);
+    }
+    Ok(value)
+}
 
 /// Why a value could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -113,5 +144,18 @@ impl std::fmt::Debug for Decoder {
         f.debug_struct("Decoder")
             .field("registry", &self.registry.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_read_up_to_the_cap_and_no_further() {
+        let at_cap = vec![7u8; MAX_VALUE_BYTES];
+        assert_eq!(read_value(&at_cap[..]).unwrap().len(), MAX_VALUE_BYTES);
+        let endless = std::io::repeat(0);
+        assert!(matches!(read_value(endless), Err(ReadValueError::TooLarge)));
     }
 }

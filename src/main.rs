@@ -1,15 +1,16 @@
 //! The `codat-stream` binary: parses arguments and runs one subcommand.
 
-use std::io::{self, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use codat_stream::body_file::{outcome_line, split_bodies};
+use codat_stream::body_file::{Bodies, outcome_line};
 use codat_stream::config::Settings;
-use codat_stream::decode::Decoder;
+use codat_stream::decode::{Decoder, read_value};
 use codat_stream::demo;
 use codat_stream::envelope_avro::ENVELOPE_SCHEMA_JSON;
 use codat_stream::http;
@@ -235,11 +236,8 @@ async fn decode_command(args: DecodeArgs, settings: Settings) -> anyhow::Result<
     let mut decoder = Decoder::new(registry)?;
     let mut out = BufWriter::new(io::stdout().lock());
     let Some(topic) = args.topic else {
-        let value = match &args.file {
-            None => read_stdin()?,
-            Some(p) if p.as_os_str() == "-" => read_stdin()?,
-            Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
-        };
+        let (input, name) = open_input(args.file.as_deref())?;
+        let value = read_value(input).with_context(|| format!("cannot read {name}"))?;
         return match decoder.decode(&value).await {
             Ok(env) => {
                 writeln!(out, "{}", serde_json::to_string(&env)?)?;
@@ -383,15 +381,8 @@ fn normalize_command(args: NormalizeArgs) -> anyhow::Result<ExitCode> {
     if args.max_body_bytes == 0 {
         bail!("--max-body-bytes must be at least 1");
     }
-    let (input, default_topic) = match &args.file {
-        None => (read_stdin()?, "stdin".to_owned()),
-        Some(p) if p.as_os_str() == "-" => (read_stdin()?, "stdin".to_owned()),
-        Some(p) => (
-            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
-            p.display().to_string(),
-        ),
-    };
-    let topic = args.topic.unwrap_or(default_topic);
+    let (input, name) = open_input(args.file.as_deref())?;
+    let topic = args.topic.unwrap_or_else(|| name.clone());
     let timestamp_ms = match args.timestamp_ms {
         Some(ms) => ms,
         None => now_ms(),
@@ -402,15 +393,20 @@ fn normalize_command(args: NormalizeArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut rejected = 0usize;
-    for (offset, body) in split_bodies(&input).into_iter().enumerate() {
+    let (mut offset, mut rejected) = (0i64, 0usize);
+    let mut bodies = Bodies::new(input, args.max_body_bytes);
+    while let Some(body) = bodies
+        .next_body()
+        .with_context(|| format!("cannot read {name}"))?
+    {
         let ingest = IngestMeta {
             topic: &topic,
             partition: 0,
-            offset: offset as i64,
+            offset,
             timestamp_ms,
         };
-        let outcome = normalize(body, &args.headers[..], &ingest, &options);
+        let outcome = body.and_then(|body| normalize(body, &args.headers[..], &ingest, &options));
+        offset += 1;
         rejected += usize::from(outcome.is_err());
         writeln!(out, "{}", outcome_line(&outcome))?;
     }
@@ -422,12 +418,16 @@ fn normalize_command(args: NormalizeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn read_stdin() -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io::stdin()
-        .read_to_end(&mut buf)
-        .context("cannot read stdin")?;
-    Ok(buf)
+/// FILE, or stdin for none or `-`, and its name for messages. Callers
+/// read it with a cap: a file or pipe can be any size.
+fn open_input(file: Option<&Path>) -> anyhow::Result<(Box<dyn BufRead>, String)> {
+    match file {
+        Some(p) if p.as_os_str() != "-" => {
+            let f = File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+            Ok((Box::new(BufReader::new(f)), p.display().to_string()))
+        }
+        _ => Ok((Box::new(io::stdin().lock()), "stdin".to_owned())),
+    }
 }
 
 fn now_ms() -> i64 {

@@ -14,6 +14,15 @@ use crate::config::SchemaRegistrySettings;
 /// The registry's media type.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// Most bytes read of any answer. The documented answers are small (the
+/// envelope schema, escaped, is ~10 KiB); a longer one is not one of them,
+/// and reading it whole would let a broken or hostile registry (or a proxy
+/// in front of it) decide how much memory the connector uses.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Most characters of the registry's own message kept in an error.
+const MAX_MESSAGE_CHARS: usize = 200;
+
 /// Failures talking to the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -135,7 +144,7 @@ impl RegistryClient {
             None | Some("AVRO") => Ok(answer.schema),
             Some(other) => Err(RegistryError::BadAnswer {
                 what,
-                detail: format!("schema type {other}, not AVRO"),
+                detail: format!("schema type {}, not AVRO", printable(other)),
             }),
         }
     }
@@ -166,34 +175,10 @@ impl RegistryClient {
                 request = request.bearer_auth(self.settings.bearer_token.expose());
             }
             match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    if status.is_success() {
-                        return serde_json::from_str(&text).map_err(|e| RegistryError::BadAnswer {
-                            what: what.to_owned(),
-                            detail: e.to_string(),
-                        });
-                    }
-                    let parsed: Option<ErrorBody> = serde_json::from_str(&text).ok();
-                    let error_code = parsed
-                        .as_ref()
-                        .and_then(|b| b.error_code)
-                        .unwrap_or(i64::from(status.as_u16()));
-                    let message = parsed
-                        .and_then(|b| b.message)
-                        .unwrap_or_else(|| truncate(&text, 200));
-                    let refused = RegistryError::Refused {
-                        what: what.to_owned(),
-                        status: status.as_u16(),
-                        error_code,
-                        message,
-                    };
-                    if !status.is_server_error() && status.as_u16() != 429 {
-                        return Err(refused);
-                    }
-                    last = refused.to_string();
-                }
+                Ok(response) => match judge(what, response).await {
+                    Attempt::Done(outcome) => return outcome,
+                    Attempt::Retry(detail) => last = detail,
+                },
                 // The reqwest error names the URL, never the credentials.
                 Err(e) => last = e.to_string(),
             }
@@ -222,11 +207,115 @@ fn encode_path(segment: &str) -> String {
         .collect()
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_owned(),
+/// How one attempt ended: with the call's outcome, or with why another
+/// attempt may do better.
+enum Attempt<T> {
+    Done(Result<T, RegistryError>),
+    Retry(String),
+}
+
+/// Reads and judges one answer. A 5xx or 429 (even one too long to read:
+/// most likely a proxy's error page) and a body the network cut off are
+/// worth another attempt; a success that is too long or not the documented
+/// JSON, and any other status, are final.
+async fn judge<T: serde::de::DeserializeOwned>(
+    what: &str,
+    response: reqwest::Response,
+) -> Attempt<T> {
+    let status = response.status();
+    let body = match read_capped(response).await {
+        Ok(body) => body,
+        Err(e) => return Attempt::Retry(e.to_string()),
+    };
+    if status.is_success() {
+        return Attempt::Done(parse_answer(what, body));
     }
+    let refused = refusal(what, status, body.as_deref());
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        Attempt::Retry(refused.to_string())
+    } else {
+        Attempt::Done(Err(refused))
+    }
+}
+
+/// The answer's body, or None when it is longer than [`MAX_ANSWER_BYTES`]:
+/// then at most that much is read, and dropping the response closes the
+/// connection instead of draining it.
+async fn read_capped(mut response: reqwest::Response) -> reqwest::Result<Option<Vec<u8>>> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if chunk.len() > MAX_ANSWER_BYTES - body.len() {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+fn parse_answer<T: serde::de::DeserializeOwned>(
+    what: &str,
+    body: Option<Vec<u8>>,
+) -> Result<T, RegistryError> {
+    let bad = |detail| RegistryError::BadAnswer {
+        what: what.to_owned(),
+        detail,
+    };
+    let body = body.ok_or_else(|| bad(too_long()))?;
+    // serde's message quotes the offending value: the registry's words too.
+    serde_json::from_slice(&body).map_err(|e| bad(printable(&e.to_string())))
+}
+
+/// A refusal from a non-success answer (`body` None: too long to read).
+fn refusal(what: &str, status: reqwest::StatusCode, body: Option<&[u8]>) -> RegistryError {
+    let parsed: Option<ErrorBody> = body.and_then(|b| serde_json::from_slice(b).ok());
+    let error_code = parsed
+        .as_ref()
+        .and_then(|b| b.error_code)
+        .unwrap_or(i64::from(status.as_u16()));
+    let message = match (parsed.and_then(|b| b.message), body) {
+        (Some(message), _) => printable(&message),
+        (None, Some(raw)) => printable(&String::from_utf8_lossy(raw)),
+        (None, None) => too_long(),
+    };
+    RegistryError::Refused {
+        what: what.to_owned(),
+        status: status.as_u16(),
+        error_code,
+        message,
+    }
+}
+
+fn too_long() -> String {
+    format!("answer longer than {MAX_ANSWER_BYTES} bytes, not read")
+}
+
+/// The registry's own words made safe for an error and a log line: control
+/// and bidirectional-override characters escaped (no forged log lines, no
+/// terminal escapes), at most [`MAX_MESSAGE_CHARS`] characters kept.
+fn printable(words: &str) -> String {
+    let mut out = String::with_capacity(words.len().min(MAX_MESSAGE_CHARS));
+    for (n, c) in words.chars().enumerate() {
+        if n == MAX_MESSAGE_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() || is_bidi_control(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -240,6 +329,18 @@ mod tests {
             "codat.connection.failed-value"
         );
         assert_eq!(encode_path("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn the_registry_s_words_are_escaped_and_cut() {
+        assert_eq!(
+            printable("bad\nline\x1b[31m\u{202e}x"),
+            "bad\\nline\\u{1b}[31m\\u{202e}x"
+        );
+        assert_eq!(printable("é ok"), "é ok");
+        let long = printable(&"x".repeat(10_000));
+        assert_eq!(long.len(), MAX_MESSAGE_CHARS + 3);
+        assert!(long.ends_with("..."));
     }
 
     #[test]

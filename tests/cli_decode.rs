@@ -1,8 +1,13 @@
 //! `codat-stream decode FILE` on single values: single-object encoding
 //! decodes offline; a Confluent-framed value without a registry, or bytes in
-//! neither framing, exit 2 with the reason.
+//! neither framing, exit 2 with the reason; a file far too large to be a
+//! value is refused by name without being read whole.
 
-use std::process::{Command, Output};
+#[path = "support/child.rs"]
+mod child;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use codat_stream::envelope_avro::EnvelopeCodec;
 use codat_stream::{IngestMeta, NormalizeOptions, normalize};
@@ -69,4 +74,41 @@ fn confluent_values_need_the_registry_and_garbage_is_named() {
     let out = decode(b"{\"plain\":\"json\"}");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither Confluent wire format"));
+}
+
+#[test]
+fn a_file_too_large_to_be_a_value_is_refused_by_name_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-value.bin");
+    child::sparse_file(&file, b"\x00secret-looking content", 3 << 30, b"");
+    for via_stdin in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_codat-stream"));
+        cmd.arg("decode")
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let name = if via_stdin {
+            cmd.arg("-")
+                .stdin(Stdio::from(std::fs::File::open(&file).unwrap()));
+            "stdin".to_owned()
+        } else {
+            cmd.arg(&file).stdin(Stdio::null());
+            file.display().to_string()
+        };
+        let (out, took) = child::finish_within(cmd.spawn().unwrap(), Duration::from_secs(120));
+        assert_eq!(out.status.code(), Some(1), "stdin: {via_stdin}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("cannot read {name}"))
+                && stderr.contains("larger than 16777216 bytes"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("secret-looking"),
+            "never the contents: {stderr}"
+        );
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+    let peak = child::children_peak_rss_mib();
+    assert!(peak < 100, "peak RSS {peak} MiB: read whole?");
 }

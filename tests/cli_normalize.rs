@@ -1,7 +1,12 @@
-//! `codat-stream normalize` and `schema`, run as the real binary.
+//! `codat-stream normalize` and `schema`, run as the real binary; inputs
+//! of gigabytes are refused or streamed without being read whole.
+
+#[path = "support/child.rs"]
+mod child;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -114,4 +119,76 @@ fn schema_prints_the_avsc_file() {
     ))
     .unwrap();
     assert_eq!(out.stdout, file);
+}
+
+const THREE_GIB: u64 = 3 << 30;
+/// Far above the binary's own (~10 MiB), far below the inputs.
+const PEAK_RSS_LIMIT_MIB: u64 = 64;
+
+/// Runs `normalize` on `file`, as a path or (`via_stdin`) as stdin.
+fn normalize_file(file: &std::path::Path, via_stdin: bool) -> (Output, Duration) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codat-stream"));
+    cmd.arg("normalize")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if via_stdin {
+        cmd.arg("-")
+            .stdin(Stdio::from(std::fs::File::open(file).unwrap()));
+    } else {
+        cmd.arg(file).stdin(Stdio::null());
+    }
+    child::finish_within(cmd.spawn().unwrap(), Duration::from_secs(120))
+}
+
+#[test]
+fn a_huge_single_body_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let nul_bytes = dir.path().join("zeros.bin");
+    child::sparse_file(&nul_bytes, b"", THREE_GIB, b"");
+    let pretty = dir.path().join("pretty.json");
+    child::sparse_file(&pretty, b"{\n  \"type\": \"", THREE_GIB, b"\"\n}\n");
+    for (file, via_stdin) in [(&nul_bytes, false), (&nul_bytes, true), (&pretty, false)] {
+        let (out, took) = normalize_file(file, via_stdin);
+        let what = format!("{} (stdin: {via_stdin})", file.display());
+        assert_eq!(out.status.code(), Some(2), "{what}");
+        let got = lines(&out);
+        assert_eq!(got.len(), 1, "{what}: {got:?}");
+        assert_eq!(got[0]["rejected"]["reason"], "body_too_large", "{what}");
+        assert!(
+            got[0]["rejected"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("the rest of the input was not read"),
+            "{what}: {got:?}"
+        );
+        assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
+    }
+    let peak = child::children_peak_rss_mib();
+    assert!(peak < PEAK_RSS_LIMIT_MIB, "peak RSS {peak} MiB");
+}
+
+#[test]
+fn an_over_long_json_line_is_rejected_and_the_lines_after_it_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bodies.jsonl");
+    let head = format!("{LEGACY_PUSH}\n");
+    let tail = format!("\n{LEGACY_PUSH}\n");
+    // The second line is a 256 MiB hole of NUL bytes.
+    child::sparse_file(&file, head.as_bytes(), 256 << 20, tail.as_bytes());
+    let (out, _) = normalize_file(&file, false);
+    assert_eq!(out.status.code(), Some(2));
+    let got = lines(&out);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0]["type"], "invoices.write.unsuccessful");
+    assert_eq!(got[1]["rejected"]["reason"], "body_too_large");
+    assert!(
+        got[1]["rejected"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the limit is 1048576 bytes")
+    );
+    assert_eq!(got[2]["type"], "invoices.write.unsuccessful");
+    assert_eq!(got[2]["ingest"]["offset"], 2);
+    let peak = child::children_peak_rss_mib();
+    assert!(peak < PEAK_RSS_LIMIT_MIB, "peak RSS {peak} MiB");
 }

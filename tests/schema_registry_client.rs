@@ -1,9 +1,14 @@
 //! The registry client against a server speaking the Confluent REST API
 //! (tests/support/registry.rs: why a test server, and which subset): ids
 //! are stable and global, refusals carry the registry's error codes and are
-//! not retried, unavailability is retried and reported as transient.
+//! not retried, unavailability is retried and reported as transient;
+//! answers are read up to a cap and the registry's words escaped (stand-in
+//! registries on raw sockets send what a real one would not).
 
 mod support;
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 
 use codat_stream::config::SchemaRegistrySettings;
 use codat_stream::envelope_avro::ENVELOPE_SCHEMA_JSON;
@@ -275,4 +280,187 @@ fn a_missing_ca_file_is_a_clear_setup_error() {
     })
     .unwrap_err();
     assert!(e.to_string().contains("ca_location"), "{e}");
+}
+
+/// What a stand-in registry answers: a status line, then `len` bytes of a
+/// JSON body (`{"schema":"aaa…"}` for a 2xx, so it would parse if read
+/// whole), chunked or with a Content-Length.
+struct Answer {
+    status: &'static str,
+    len: usize,
+    chunked: bool,
+}
+
+/// How much of one answer's body the stand-in wrote, and whether all of it.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    bytes: usize,
+    finished: bool,
+}
+
+/// A stand-in registry on a loopback port answering every request (one
+/// per connection, at most 10) with `answer`; returns its URL and what it
+/// sent on each connection.
+fn oversized_registry(answer: Answer) -> (String, Arc<Mutex<Vec<Sent>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = sent.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(10) {
+            let Ok(mut stream) = stream else { continue };
+            if read_request_head(&mut stream).is_ok() {
+                let outcome = send_answer(&mut stream, &answer);
+                record.lock().unwrap().push(outcome);
+            }
+        }
+    });
+    (url, sent)
+}
+
+fn read_request_head(stream: &mut std::net::TcpStream) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+        stream.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    Ok(())
+}
+
+/// Writes the answer until done or the client hangs up.
+fn send_answer(stream: &mut std::net::TcpStream, answer: &Answer) -> Sent {
+    let framing = if answer.chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {}", answer.len)
+    };
+    let head = format!(
+        "HTTP/1.1 {}\r\nContent-Type: application/json\r\n{framing}\r\nConnection: close\r\n\r\n",
+        answer.status
+    );
+    let mut sent = Sent {
+        bytes: 0,
+        finished: false,
+    };
+    if stream.write_all(head.as_bytes()).is_err() {
+        return sent;
+    }
+    let (open, close) = (br#"{"schema":""#, br#""}"#);
+    let block = [b'a'; 64 * 1024];
+    while sent.bytes < answer.len {
+        let left = answer.len - sent.bytes;
+        let data: &[u8] = if sent.bytes == 0 {
+            open
+        } else if left == close.len() {
+            close
+        } else {
+            &block[..block.len().min(left - close.len())]
+        };
+        let written = if answer.chunked {
+            write!(stream, "{:x}\r\n", data.len())
+                .and_then(|()| stream.write_all(data))
+                .and_then(|()| stream.write_all(b"\r\n"))
+        } else {
+            stream.write_all(data)
+        };
+        if written.is_err() {
+            return sent;
+        }
+        sent.bytes += data.len();
+    }
+    sent.finished = !answer.chunked || stream.write_all(b"0\r\n\r\n").is_ok();
+    sent
+}
+
+const FIFTY_MB: usize = 50 * 1024 * 1024;
+
+fn sent_after(sent: &Mutex<Vec<Sent>>, connections: usize) -> Vec<Sent> {
+    support::wait_for(
+        "the stand-in registry to see the client go",
+        std::time::Duration::from_secs(10),
+        || sent.lock().unwrap().len() >= connections,
+    );
+    sent.lock().unwrap().clone()
+}
+
+#[test]
+fn an_oversized_success_is_refused_without_reading_it_all() {
+    let (url, sent) = oversized_registry(Answer {
+        status: "200 OK",
+        len: FIFTY_MB,
+        chunked: true,
+    });
+    let e = rt()
+        .block_on(client(&url, None).schema_by_id(1))
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::BadAnswer { .. }), "{e}");
+    assert!(
+        !e.is_transient(),
+        "a success too long to read is final: {e}"
+    );
+    assert!(e.to_string().contains("longer than 65536 bytes"), "{e}");
+    let sent = sent_after(&sent, 1);
+    assert_eq!(sent.len(), 1, "not retried: {sent:?}");
+    assert!(
+        !sent[0].finished && sent[0].bytes < FIFTY_MB,
+        "the client hung up before the whole answer: {sent:?}"
+    );
+}
+
+#[test]
+fn an_oversized_server_error_is_transient_and_not_read() {
+    let (url, sent) = oversized_registry(Answer {
+        status: "503 Service Unavailable",
+        len: FIFTY_MB,
+        chunked: false,
+    });
+    let e = rt()
+        .block_on(client(&url, None).schema_by_id(1))
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(e.to_string().contains("longer than 65536 bytes"), "{e}");
+    let sent = sent_after(&sent, 3);
+    assert_eq!(sent.len(), 3, "retried like any 5xx: {sent:?}");
+    assert!(
+        sent.iter().all(|s| !s.finished && s.bytes < FIFTY_MB),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn the_registry_s_message_is_escaped_and_cut_before_it_reaches_errors() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let message = format!(
+        "bad subject\n2025-01-01T00:00:00Z INFO forged line\x1b[2J{}",
+        "x".repeat(5_000)
+    );
+    let body = serde_json::json!({ "error_code": 42201, "message": message }).to_string();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let _ = read_request_head(&mut stream);
+        let _ = write!(
+            stream,
+            "HTTP/1.1 422 Unprocessable Entity\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let e = rt()
+        .block_on(client(&url, None).schema_by_id(1))
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(!text.contains('\n') && !text.contains('\x1b'), "{text:?}");
+    assert!(
+        text.contains(r"bad subject\n2025") && text.contains(r"\u{1b}[2J"),
+        "{text}"
+    );
+    assert!(
+        text.len() < 400,
+        "cut to ~200 characters: {} bytes",
+        text.len()
+    );
+    assert_eq!(error_code(e), 42201);
 }
