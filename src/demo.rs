@@ -195,17 +195,21 @@ fn read_back(
 }
 
 fn describe(
-    m: &impl Message,
+    m: &rdkafka::message::BorrowedMessage<'_>,
     codec: &EnvelopeCodec,
     settings: &Settings,
 ) -> Result<String, DemoError> {
-    use rdkafka::message::Headers;
     let value = m.payload().unwrap_or_default();
     if m.topic() == settings.output.dead_letter_topic {
+        // Read as bytes: a dead letter keeps the input's header keys, which
+        // need not be UTF-8 (rdkafka's `Headers::iter` would panic).
         let reason = m
             .headers()
-            .and_then(|h| h.iter().find(|h| h.key == crate::output::DLQ_REASON))
-            .and_then(|h| h.value)
+            .map(crate::record_headers::header_pairs)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(k, _)| *k == crate::output::DLQ_REASON.as_bytes())
+            .and_then(|(_, v)| v)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
         return Ok(format!(
