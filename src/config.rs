@@ -566,6 +566,23 @@ pub fn check_topic(setting: &str, t: &str) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
+    /// Review of issue 9: below ~1,000 bytes even the smallest dead letter
+    /// would not fit, and its record would be held forever.
+    #[test]
+    fn a_tiny_message_max_bytes_is_refused() {
+        let mut s = Settings::default();
+        s.kafka
+            .producer
+            .insert("message.max.bytes".into(), "1000".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("message.max.bytes"), "{err}");
+        s.kafka
+            .producer
+            .insert("message.max.bytes".into(), "2000000".into());
+        assert!(s.validate().is_ok());
+        assert_eq!(s.max_message_bytes(), 2_000_000);
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()

@@ -97,6 +97,10 @@ pub fn is_permanent(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::UnsupportedForMessageFormat
             | RDKafkaErrorCode::InvalidArgument
             | RDKafkaErrorCode::BadMessage
+            // librdkafka: the topic is not in the cluster's metadata (with
+            // `topics.create = false` and no auto-creation); it fails every
+            // later send to that topic at once, so re-sending cannot help.
+            | RDKafkaErrorCode::UnknownTopic
     )
 }
 
@@ -118,6 +122,25 @@ pub struct Refusal<T> {
     /// Why the broker refused it.
     pub code: RDKafkaErrorCode,
     retry: Retry,
+    /// What the token holds, still counted if the record is held.
+    token_bytes: usize,
+}
+
+impl<T> Refusal<T> {
+    /// A refusal as the broker would give it, for tests of what replaces it.
+    #[doc(hidden)]
+    pub fn synthetic(token: T, record: OutRecord, code: RDKafkaErrorCode) -> Self {
+        Refusal {
+            token,
+            record,
+            code,
+            retry: Retry {
+                backoff: Backoff::new(100),
+                failing: false,
+            },
+            token_bytes: 0,
+        }
+    }
 }
 
 /// Re-send state that survives a hand-back.
@@ -135,6 +158,8 @@ struct Pending<T> {
     retry: Retry,
     /// Bytes held for this record (its own and what its token holds).
     bytes: usize,
+    /// Of those, the token's.
+    token_bytes: usize,
 }
 
 /// Records in flight to the broker; `T` is what each acknowledgement returns.
@@ -217,8 +242,9 @@ impl<T> Deliveries<T> {
             record,
             code,
             retry,
+            token_bytes,
         } = refusal;
-        let slot = self.insert(record, token, 0, retry);
+        let slot = self.insert(record, token, token_bytes, retry);
         self.failed(slot, &KafkaError::MessageProduction(code));
     }
 
@@ -234,6 +260,7 @@ impl<T> Deliveries<T> {
             token,
             retry,
             bytes,
+            token_bytes,
         };
         self.pending.insert(slot, pending);
         slot
@@ -316,6 +343,7 @@ impl<T> Deliveries<T> {
             record: p.record,
             code,
             retry: p.retry,
+            token_bytes: p.token_bytes,
         }))
     }
 

@@ -195,9 +195,13 @@ pub fn envelope_record(
 ) -> Result<OutRecord, Rejection> {
     let mut headers: Vec<HeaderPair> = Vec::with_capacity(ingest_headers.len() + 7);
     for (k, v) in ingest_headers {
-        if ENVELOPE_HEADERS
-            .iter()
-            .any(|h| h.as_bytes().eq_ignore_ascii_case(k))
+        // Every `ce_*` header is the connector's to set: a producer's
+        // `ce_dataschema` would otherwise be trusted by CloudEvents readers.
+        let cloudevents = k.len() >= 3 && k[..3].eq_ignore_ascii_case(b"ce_");
+        if cloudevents
+            || ENVELOPE_HEADERS
+                .iter()
+                .any(|h| h.as_bytes().eq_ignore_ascii_case(k))
             || is_dropped(k, drop_headers)
         {
             continue;
@@ -374,11 +378,12 @@ mod tests {
     #[test]
     fn envelope_records_carry_cloudevents_headers_and_ingest_headers() {
         let env = envelope();
-        let ingest: [RawHeader<'_>; 4] = [
+        let ingest: [RawHeader<'_>; 5] = [
             (b"webhook-id", Some(b"msg_1")),
             (b"Authorization", Some(b"Bearer s3cret")),
             (b"content-type", Some(b"application/json")),
             (b"codat_stream.dlq.reason", Some(b"forged")),
+            (b"CE_dataschema", Some(b"https://forged")),
         ];
         let r = envelope_record(
             "codat.connection.failed".into(),
@@ -399,6 +404,11 @@ mod tests {
             header(&r, "codat_stream.dlq.reason"),
             None,
             "reserved names are not copied"
+        );
+        assert_eq!(
+            header(&r, "CE_dataschema"),
+            None,
+            "ce_* headers are ours to set"
         );
         assert_eq!(header(&r, "ce_id"), Some("e1"));
         assert_eq!(header(&r, "ce_type"), Some("connection.failed"));

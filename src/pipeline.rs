@@ -379,7 +379,7 @@ impl LoopState<'_, '_> {
                 biased;
                 () = self.deliveries.acknowledged(&mut outcomes), if !self.deliveries.is_empty() => {
                     for outcome in std::mem::take(&mut outcomes) {
-                        self.settle(outcome);
+                        self.settle(outcome, &shutdown).await;
                     }
                 }
                 () = shutdown.clone(), if drain_deadline.is_none() => {
@@ -448,13 +448,21 @@ impl LoopState<'_, '_> {
     }
 
     /// An acknowledged record stores its offset; a refused one is replaced
-    /// by a dead letter (or held, when even that cannot be sent).
-    fn settle(&mut self, outcome: Outcome<Delivered>) {
+    /// (re-routed, or dead-lettered), or held when nothing else can be sent.
+    async fn settle<F: Future<Output = ()> + Clone>(
+        &mut self,
+        outcome: Outcome<Delivered>,
+        shutdown: &F,
+    ) {
         let done = match outcome {
             Outcome::Acked(done) => done,
             Outcome::Refused(refusal) => {
-                match self.processor.replacement(refusal) {
-                    Ok((prepared, old)) => self.send(prepared, old.ticket, old.consumed_at),
+                let (ticket, consumed_at) =
+                    (refusal.token.ticket.clone(), refusal.token.consumed_at);
+                match self.processor.replacement(refusal, shutdown).await {
+                    Ok(Some(prepared)) => self.send(prepared, ticket, consumed_at),
+                    // Shutdown while held: left uncommitted, consumed again.
+                    Ok(None) => {}
                     Err(refusal) => self.deliveries.hold(*refusal),
                 }
                 return;
@@ -468,6 +476,7 @@ impl LoopState<'_, '_> {
             OutputKind::Envelope {
                 counter,
                 event_time_ms,
+                ..
             } => {
                 counter.inc();
                 let age_ms = (now_ms() - event_time_ms).max(0);

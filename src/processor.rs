@@ -47,6 +47,10 @@ pub enum OutputKind {
         counter: prometheus::IntCounter,
         /// The event's `time`, ms since the epoch.
         event_time_ms: i64,
+        /// Its type, to re-route it if its topic refuses it.
+        event_type: String,
+        /// Whether it was sent to the catch-all topic.
+        on_catch_all: bool,
     },
     /// A dead letter.
     DeadLetter {
@@ -149,18 +153,15 @@ impl<'s> Processor<'s> {
     }
 
     /// Creates the start-up topics and registers their subjects, waiting out
-    /// broker trouble; `Ok(false)` if `shutdown` came first.
+    /// broker and registry trouble; `Ok(false)` if `shutdown` came first.
     pub async fn start(&mut self, shutdown: impl Future<Output = ()>) -> Result<bool, StartError> {
         let shutdown = std::pin::pin!(shutdown);
         let startup = self.startup_topics();
         let work = async {
             self.ensure_startup_topics(&startup).await?;
-            let dlq = &self.settings.output.dead_letter_topic;
-            if let Some(ids) = self.schema_ids.as_mut() {
-                for topic in startup.iter().filter(|t| *t != dlq) {
-                    self.health.beat();
-                    ids.id_for(topic).await?;
-                }
+            let dlq = self.settings.output.dead_letter_topic.clone();
+            for topic in startup.iter().filter(|t| **t != dlq) {
+                self.register_at_start_up(topic).await?;
             }
             Ok::<(), StartError>(())
         };
@@ -173,12 +174,31 @@ impl<'s> Processor<'s> {
     async fn ensure_startup_topics(&mut self, startup: &[String]) -> Result<(), StartError> {
         let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
         loop {
-            self.health.beat();
-            match self.topics.ensure(startup).await {
+            match beating(self.health, self.topics.ensure(startup)).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() => {
                     warn!(error = %e, "waiting for the cluster to create output topics");
-                    backoff.wait().await;
+                    beating(self.health, backoff.wait()).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Registers `topic`'s subject; a registry that does not answer is
+    /// waited out (a deploy during a registry outage must not crash-loop),
+    /// one that refuses is a start-up error.
+    async fn register_at_start_up(&mut self, topic: &str) -> Result<(), StartError> {
+        let Some(ids) = self.schema_ids.as_mut() else {
+            return Ok(());
+        };
+        let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
+        loop {
+            match beating(self.health, ids.id_for(topic)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_transient() => {
+                    warn!(error = %e, "waiting for the schema registry");
+                    beating(self.health, backoff.wait()).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -217,38 +237,49 @@ impl<'s> Processor<'s> {
         }
     }
 
-    /// What to send for a record the broker refused for good; gives the
-    /// refusal back when nothing else can be sent (the dead-letter topic
-    /// itself refuses: the caller holds it, a configuration problem).
-    pub fn replacement(
+    /// What to send for a record the broker refused for good:
+    /// - an envelope whose topic refuses it (not authorised, unknown topic)
+    ///   re-routes its type to the catch-all topic and goes there;
+    /// - any other refused envelope becomes a `produce_refused` dead letter;
+    /// - a dead letter refused for its size is sent in a smaller form.
+    ///
+    /// Gives the refusal back when nothing else can be sent (the dead-letter
+    /// topic itself refuses: the caller holds it, a configuration problem);
+    /// `Ok(None)` if shutdown came while the replacement was held.
+    pub async fn replacement<F: Future<Output = ()> + Clone>(
         &mut self,
         refusal: Refusal<Delivered>,
-    ) -> Result<(Prepared, Delivered), Box<Refusal<Delivered>>> {
+        shutdown: &F,
+    ) -> Result<Option<Prepared>, Box<Refusal<Delivered>>> {
         let code = refusal.code;
         let topic = refusal.record.topic.clone();
+        let input = refusal.token.input.clone();
+        let headers = input.header_refs();
+        let view = input.input(&headers);
         let replacement = match &refusal.token.prepared_kind {
+            OutputKind::Envelope {
+                event_type,
+                on_catch_all: false,
+                ..
+            } if is_topic_refusal(code) => {
+                warn!(?code, %topic, "the broker refuses this topic: routing its type to the catch-all topic");
+                self.router.mark_unavailable(event_type);
+                return Ok(self.process(&view, shutdown).await);
+            }
             OutputKind::Envelope { .. } => {
                 let rejection = Rejection::new(
                     RejectReason::ProduceRefused,
                     format!("the broker refused the envelope record ({code:?})"),
                 );
-                let input = &refusal.token.input;
-                let headers = input.header_refs();
-                Some(self.dead_letter(&input.input(&headers), rejection, input.clone()))
+                Some(self.dead_letter(&view, rejection, input.clone()))
             }
             OutputKind::DeadLetter { rejection, form } if is_size_refusal(code) => {
                 form.smaller().map(|smaller| {
-                    let input = &refusal.token.input;
-                    let headers = input.header_refs();
-                    let record = dead_letter_record(
-                        topic.clone(),
-                        &input.input(&headers),
-                        rejection,
-                        &self.settings.output.drop_headers,
-                        smaller,
-                    );
+                    let drop = &self.settings.output.drop_headers;
+                    let record = dead_letter_record(topic.clone(), &view, rejection, drop, smaller);
+                    let rejection = rejection.clone();
                     let kind = OutputKind::DeadLetter {
-                        rejection: rejection.clone(),
+                        rejection,
                         form: smaller,
                     };
                     Prepared {
@@ -263,7 +294,7 @@ impl<'s> Processor<'s> {
         match replacement {
             Some(prepared) => {
                 warn!(?code, %topic, "the broker refused a record for good: sending a dead letter instead");
-                Ok((prepared, refusal.token))
+                Ok(Some(prepared))
             }
             None => {
                 error!(?code, %topic, "the broker refuses a dead letter: holding its partition (check the dead-letter topic's ACLs and size limits)");
@@ -281,14 +312,17 @@ impl<'s> Processor<'s> {
         shutdown: &F,
     ) -> Option<Result<(OutRecord, OutputKind), Rejection>> {
         let route = self.route(&envelope.event_type, shutdown).await?;
-        let mut value = Vec::with_capacity(256 + envelope.payload.len());
-        let encoded = match self
-            .schema_id(&envelope.event_type, &route, shutdown)
+        let (route, schema_id) = match self
+            .schema_id(&envelope.event_type, route, shutdown)
             .await?
         {
-            Ok(Some(id)) => self.codec.encode_confluent_into(envelope, id, &mut value),
-            Ok(None) => self.codec.encode_single_object_into(envelope, &mut value),
+            Ok(routed) => routed,
             Err(rejection) => return Some(Err(rejection)),
+        };
+        let mut value = Vec::with_capacity(256 + envelope.payload.len());
+        let encoded = match schema_id {
+            Some(id) => self.codec.encode_confluent_into(envelope, id, &mut value),
+            None => self.codec.encode_single_object_into(envelope, &mut value),
         };
         if let Err(e) = encoded {
             // A defect (schema and envelope disagree): keep the record, say why.
@@ -326,6 +360,8 @@ impl<'s> Processor<'s> {
         let kind = OutputKind::Envelope {
             counter,
             event_time_ms: envelope.time,
+            event_type: envelope.event_type.to_string(),
+            on_catch_all: route.catch_all.is_some(),
         };
         Some(Ok((record, kind)))
     }
@@ -346,8 +382,8 @@ impl<'s> Processor<'s> {
                 self.topics_recovered();
                 return Some(route);
             }
-            self.health.beat();
-            match self.topics.ensure(std::slice::from_ref(&route.topic)).await {
+            let topic = std::slice::from_ref(&route.topic);
+            match beating(self.health, self.topics.ensure(topic)).await {
                 Ok(()) => {
                     self.topics_recovered();
                     return Some(route);
@@ -358,7 +394,7 @@ impl<'s> Processor<'s> {
                     }
                     tokio::select! {
                         () = shutdown.clone() => return None,
-                        () = backoff.wait() => {}
+                        () = beating(self.health, backoff.wait()) => {}
                     }
                 }
                 Err(e) => {
@@ -375,29 +411,29 @@ impl<'s> Processor<'s> {
         }
     }
 
-    /// The Confluent schema id for the route (`Ok(None)` without a
-    /// registry); a refused subject re-routes the type to the catch-all, and
-    /// if even that subject is refused, the record is dead-lettered.
+    /// The route and its Confluent schema id (`None` without a registry).
+    /// A refused subject re-routes the type to the catch-all topic; if even
+    /// that subject is refused, the record is dead-lettered.
     async fn schema_id<F: Future<Output = ()> + Clone>(
         &mut self,
         event_type: &str,
-        route: &Route,
+        route: Route,
         shutdown: &F,
-    ) -> Option<Result<Option<u32>, Rejection>> {
+    ) -> Option<Result<(Route, Option<u32>), Rejection>> {
         if self.schema_ids.is_none() {
-            return Some(Ok(None));
+            return Some(Ok((route, None)));
         }
         match self.registry_id(&route.topic, shutdown).await? {
-            Ok(id) => return Some(Ok(Some(id))),
+            Ok(id) => return Some(Ok((route, Some(id)))),
             Err(e) if route.catch_all.is_none() => {
                 error!(error = %e, event_type = %crate::rejection::excerpt(event_type), "schema registry refused this type's subject: routing the type to the catch-all topic");
                 self.router.mark_unavailable(event_type);
             }
             Err(e) => return Some(Err(registry_refused(&e))),
         }
-        let catch_all = self.router.catch_all_topic().to_owned();
-        match self.registry_id(&catch_all, shutdown).await? {
-            Ok(id) => Some(Ok(Some(id))),
+        let route = self.router.route(event_type);
+        match self.registry_id(&route.topic, shutdown).await? {
+            Ok(id) => Some(Ok((route, Some(id)))),
             Err(e) => Some(Err(registry_refused(&e))),
         }
     }
@@ -413,8 +449,7 @@ impl<'s> Processor<'s> {
         let ids = self.schema_ids.as_mut()?;
         loop {
             // Paused on purpose, not stuck: keep liveness up.
-            self.health.beat();
-            match ids.id_for(topic).await {
+            match beating(self.health, ids.id_for(topic)).await {
                 Ok(id) => {
                     if self
                         .health
@@ -425,7 +460,7 @@ impl<'s> Processor<'s> {
                     }
                     return Some(Ok(id));
                 }
-                Err(e) if e.is_transient() => {
+                Err(e) if e.is_transient() || is_credentials_refusal(&e) => {
                     self.metrics.schema_registry_errors.inc();
                     if !self
                         .health
@@ -436,7 +471,7 @@ impl<'s> Processor<'s> {
                     }
                     tokio::select! {
                         () = shutdown.clone() => return None,
-                        () = backoff.wait() => {}
+                        () = beating(self.health, backoff.wait()) => {}
                     }
                 }
                 Err(e) => {
@@ -525,6 +560,43 @@ fn registry_refused(e: &RegistryError) -> Rejection {
     Rejection::new(
         RejectReason::RegistryRefused,
         format!("the schema registry refused the envelope's subject: {e}"),
+    )
+}
+
+/// Runs `work`, marking the loop alive every second meanwhile: a record
+/// held on purpose (broker or registry trouble, each call bounded by its
+/// timeout) is unready, never a liveness failure.
+async fn beating<T>(health: &Health, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = tick.tick() => health.beat(),
+        }
+    }
+}
+
+/// 401/403 mid-stream: credentials being rotated, not this type's fault.
+/// Held (unready) rather than sending every new type to the catch-all;
+/// at start-up the same answers are a configuration error.
+fn is_credentials_refusal(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::Refused {
+            status: 401 | 403,
+            ..
+        }
+    )
+}
+
+/// The topic itself refuses the record: another topic may take it.
+fn is_topic_refusal(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::UnknownTopic
     )
 }
 

@@ -110,26 +110,39 @@ impl<'a> RawObject<'a> {
     /// Refuses a key that appears twice (ignoring ASCII case when
     /// `ignore_case`, for bodies whose keys are matched that way).
     pub fn check_unique(&self, ignore_case: bool) -> Result<(), JsonFault> {
-        let same = |a: &str, b: &str| {
-            if ignore_case {
-                a.eq_ignore_ascii_case(b)
-            } else {
-                a == b
-            }
-        };
         let members = &self.members;
-        if members.len() <= 16 || ignore_case {
+        let found = if members.len() <= 16 {
             // Few keys: a quadratic scan is cheaper than hashing.
-            for (i, (k, _)) in members.iter().enumerate() {
-                if members[..i].iter().any(|(prev, _)| same(prev, k)) {
-                    return Err(JsonFault::DuplicateKey(k.to_string()));
+            let same = |a: &str, b: &str| {
+                if ignore_case {
+                    a.eq_ignore_ascii_case(b)
+                } else {
+                    a == b
                 }
-            }
-            return Ok(());
-        }
-        let mut seen = std::collections::HashSet::with_capacity(members.len());
-        match members.iter().find(|(k, _)| !seen.insert(k.as_ref())) {
-            Some((k, _)) => Err(JsonFault::DuplicateKey(k.to_string())),
+            };
+            members
+                .iter()
+                .enumerate()
+                .find(|(i, (k, _))| members[..*i].iter().any(|(prev, _)| same(prev, k)))
+                .map(|(_, (k, _))| k)
+        } else if ignore_case {
+            // Many keys: hashing keeps a hostile 1 MB body of distinct keys
+            // linear (a quadratic scan took minutes).
+            let mut seen = std::collections::HashSet::with_capacity(members.len());
+            members
+                .iter()
+                .map(|(k, _)| k)
+                .find(|k| !seen.insert(k.to_ascii_lowercase()))
+        } else {
+            let mut seen: std::collections::HashSet<&str> =
+                std::collections::HashSet::with_capacity(members.len());
+            members
+                .iter()
+                .map(|(k, _)| k)
+                .find(|k: &&Cow<'a, str>| !seen.insert(k))
+        };
+        match found {
+            Some(k) => Err(JsonFault::DuplicateKey(k.to_string())),
             None => Ok(()),
         }
     }
@@ -444,6 +457,28 @@ mod tests {
         assert_eq!(
             obj.check_unique(true),
             Err(JsonFault::DuplicateKey("a".into()))
+        );
+        let many_cased = format!("{{{many}\"K7\":2}}");
+        let obj = RawObject::parse(raw(&many_cased)).unwrap().unwrap();
+        assert_eq!(
+            obj.check_unique(true),
+            Err(JsonFault::DuplicateKey("K7".into()))
+        );
+    }
+
+    /// Review of issue 9: a legacy body of ~90k distinct keys took minutes
+    /// in the case-insensitive check (it was quadratic at any size).
+    #[test]
+    fn many_distinct_keys_are_checked_in_linear_time() {
+        let body: String = (0..90_000).map(|i| format!("\"k{i:05}\":0,")).collect();
+        let text = format!("{{{}}}", body.trim_end_matches(','));
+        let obj = RawObject::parse(raw(&text)).unwrap().unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(obj.check_unique(true), Ok(()));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
         );
     }
 

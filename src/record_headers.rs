@@ -3,6 +3,11 @@
 //! accessors unwrap the key's UTF-8 conversion (a panic on a non-UTF-8 key:
 //! a record that crash-loops the process). So headers are read and written
 //! here through librdkafka's C API, never through those accessors.
+//!
+//! One limit of that API: a key is returned as a C string, so a key holding
+//! a NUL byte is read up to the NUL (`x\0y` reads as `x`). Kafka's Java
+//! client cannot produce such keys; a dead letter keeps keys byte for byte
+//! up to a NUL.
 
 use std::ffi::{CStr, c_char, c_void};
 use std::ptr;
@@ -85,11 +90,21 @@ pub fn owned_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, Option<V>)]) -
     let native = std::ptr::from_ref(headers.as_borrowed())
         .cast_mut()
         .cast::<rdsys::rd_kafka_headers_t>();
+    // An empty slice's pointer is dangling; librdkafka memcpys 0 bytes from
+    // it, which C does not promise is harmless: give it a real byte instead.
+    static ONE_BYTE: [u8; 1] = [0];
+    let nonempty = |b: &[u8]| {
+        if b.is_empty() {
+            ONE_BYTE.as_ptr()
+        } else {
+            b.as_ptr()
+        }
+    };
     for (key, value) in pairs {
         let key = key.as_ref();
         let (value_ptr, value_len) = match value {
             Some(v) => (
-                v.as_ref().as_ptr().cast::<c_void>(),
+                nonempty(v.as_ref()).cast::<c_void>(),
                 v.as_ref().len() as isize,
             ),
             None => (ptr::null(), 0),
@@ -100,7 +115,7 @@ pub fn owned_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, Option<V>)]) -
         unsafe {
             rdsys::rd_kafka_header_add(
                 native,
-                key.as_ptr().cast::<c_char>(),
+                nonempty(key).cast::<c_char>(),
                 key.len() as isize,
                 value_ptr,
                 value_len,

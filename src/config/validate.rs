@@ -108,6 +108,27 @@ fn check_kafka(s: &Settings, p: &mut Problems) {
             ));
         }
     }
+    check_max_message_bytes(s, p);
+}
+
+/// The smallest dead letter (reason, coordinates, sizes, digest) must fit
+/// the producer's `message.max.bytes`, or a record could be held forever.
+fn check_max_message_bytes(s: &Settings, p: &mut Problems) {
+    for (section, props) in [("producer", &s.kafka.producer), ("common", &s.kafka.common)] {
+        let Some(value) = props.get("message.max.bytes") else {
+            continue;
+        };
+        match value.trim().parse::<u64>() {
+            Ok(n) => p.range(
+                &format!("kafka.{section}.\"message.max.bytes\""),
+                n,
+                65_536..=1_000_000_000,
+            ),
+            Err(_) => p.add(format!(
+                "kafka.{section}.\"message.max.bytes\" must be a whole number of bytes"
+            )),
+        }
+    }
 }
 
 fn check_ingest(s: &Settings, p: &mut Problems) {
