@@ -4,6 +4,7 @@
 //! headers and ingest coordinates in, an [`envelope::Envelope`] or a
 //! [`rejection::Rejection`] out, with no I/O.
 
+pub mod avro_fingerprint;
 pub mod backoff;
 pub mod body_file;
 pub mod config;
