@@ -212,16 +212,17 @@ fn event_like<'a>(
         ));
     }
 
-    let (id, id_source) = match optional_str(top, "id")? {
-        Some(id) if !id.is_empty() => (id, IdSource::Body),
+    // Without a body id, the `webhook-id` header is the id Codat keeps
+    // stable across retries, for either shape. Only generic test messages
+    // fall back to a derived id: an event with neither is malformed.
+    let (id, id_source) = match (optional_str(top, "id")?, &ingest.webhook_id) {
+        (Some(id), _) if !id.is_empty() => (id, IdSource::Body),
+        (_, Some(h)) => (h.clone(), IdSource::WebhookIdHeader),
         _ if shape == Shape::Event => return Err(Rejection::missing("id", shape_name)),
-        _ => match &ingest.webhook_id {
-            Some(h) => (h.clone(), IdSource::WebhookIdHeader),
-            None => (
-                Cow::Owned(Uuid::new_v5(&DERIVED_ID_NAMESPACE, body).to_string()),
-                IdSource::Derived,
-            ),
-        },
+        _ => (
+            Cow::Owned(Uuid::new_v5(&DERIVED_ID_NAMESPACE, body).to_string()),
+            IdSource::Derived,
+        ),
     };
 
     let (time, time_source) = match optional_str(top, "generatedDate")? {
@@ -389,6 +390,26 @@ mod tests {
         assert!(Uuid::parse_str(&a.id).is_ok());
     }
 
+    /// Issue 12, item 5: an event body without `id` was rejected even when
+    /// the delivery's `webhook-id` header named it.
+    #[test]
+    fn event_without_id_takes_the_webhook_id_header() {
+        let body =
+            br#"{"eventType":"connection.failed","payload":{"referenceCompany":{"id":"co"}}}"#;
+        let headers = [("webhook-id", "msg_9")];
+        let env = normalize(body, &headers[..], &INGEST, opts()).unwrap();
+        assert_eq!(
+            (env.id.as_ref(), env.id_source),
+            ("msg_9", IdSource::WebhookIdHeader)
+        );
+        let body = br#"{"id":"","eventType":"a.b","payload":{}}"#;
+        let env = normalize(body, &headers[..], &INGEST, opts()).unwrap();
+        assert_eq!(env.id, "msg_9");
+        let with_id = br#"{"id":"e1","eventType":"a.b","payload":{}}"#;
+        let env = normalize(with_id, &headers[..], &INGEST, opts()).unwrap();
+        assert_eq!((env.id.as_ref(), env.id_source), ("e1", IdSource::Body));
+    }
+
     #[test]
     fn rejections_have_the_documented_reasons() {
         assert_eq!(reason(b"\xff\xfe"), RejectReason::InvalidUtf8);
@@ -485,6 +506,17 @@ mod tests {
         assert_eq!(env.routing_key(), "cl");
         let env = ok(r#"{"id":"e","eventType":"client.rateLimit.reached","payload":{}}"#);
         assert_eq!(env.routing_key(), "e");
+    }
+
+    /// Issue 12, item 2: the bank-feed company keys the record (per-company order).
+    #[test]
+    fn bank_feed_company_id_keys_the_record() {
+        let env = ok(
+            r#"{"id":"e","eventType":"bankFeeds.sourceAccount.connected","payload":{"companyId":"co","connectionId":"dc"}}"#,
+        );
+        assert_eq!(env.company_id.as_deref(), Some("co"));
+        assert_eq!(env.subject.as_deref(), Some("co"));
+        assert_eq!(env.routing_key(), "co");
     }
 
     fn assert_all_rejected(cases: &[&'static [u8]], want: RejectReason) {
