@@ -236,7 +236,9 @@ pub const CONNECTION_TRANSITIONS: &[(Status, Status, &str)] = &[
 /// `payload.connection.status` holds the new one.
 pub const CONNECTION_OTHER_TRANSITION: &str = "connection.statusChanged";
 
-/// PushOperationStatusChanged: `Data.status` -> type suffix after `{dataType}.`.
+/// PushOperationStatusChanged: `Data.status` -> type suffix after
+/// `{dataType}.`, and who named it (CODAT_CATALOG becomes CODAT_UNLISTED
+/// for a data type outside `event_type::WRITE_DATA_TYPES`).
 pub const PUSH_STATUSES: &[(&str, &str, TypeOrigin)] = &[
     ("Success", "write.successful", TypeOrigin::CodatCatalog),
     ("Successful", "write.successful", TypeOrigin::CodatCatalog),

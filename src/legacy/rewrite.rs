@@ -216,10 +216,17 @@ fn event_type_for<'a>(
     data: &Members<'_, 'a>,
     data_type: Option<&str>,
 ) -> Result<(Cow<'a, str>, TypeOrigin), Rejection> {
-    let write_type = |suffix: &str| -> Result<Cow<'a, str>, Rejection> {
+    // A write outcome the guide maps is Codat's only for the data types
+    // Codat publishes write events for; any other data type is unlisted.
+    let write_type = |suffix: &str, origin: TypeOrigin| {
         let dt = data_type
             .ok_or_else(|| Rejection::missing("Data.dataType", &format!("{} legacy", rule.name)))?;
-        Ok(Cow::Owned(format!("{dt}.{suffix}")))
+        let t = format!("{dt}.{suffix}");
+        let origin = match origin {
+            TypeOrigin::CodatCatalog => event_type::origin_of_codat_type(&t),
+            own => own,
+        };
+        Ok::<_, Rejection>((Cow::Owned(t), origin))
     };
     Ok(match rule.type_rule {
         TypeRule::Fixed(t) => (Cow::Borrowed(t), event_type::origin_of_codat_type(t)),
@@ -236,9 +243,9 @@ fn event_type_for<'a>(
             let status = data.peek_str("status", "Data.status")?;
             let (suffix, origin) =
                 mapping::push_status_suffix(status.as_ref().map(|(_, s)| s.as_ref()));
-            (write_type(suffix)?, origin)
+            write_type(suffix, origin)?
         }
-        TypeRule::PushTimedOut => (write_type("write.unsuccessful")?, TypeOrigin::CodatCatalog),
+        TypeRule::PushTimedOut => write_type("write.unsuccessful", TypeOrigin::CodatCatalog)?,
     })
 }
 
@@ -314,6 +321,25 @@ mod tests {
             assert_eq!(ev.data_type.as_deref(), Some("invoices"));
             assert_eq!(ev.legacy.unmapped, None);
         }
+    }
+
+    /// Issue 12, item 6: a push for a data type outside the OpenAPI's 18
+    /// was labelled CODAT_CATALOG.
+    #[test]
+    fn push_of_an_unpublished_data_type_is_unlisted() {
+        let (ev, _) = run(r#"{"RuleType":"PushOperationStatusChanged","AlertId":"a",
+            "Data":{"dataType":"widgets","status":"Success"}}"#)
+        .unwrap();
+        assert_eq!(ev.event_type, "widgets.write.successful");
+        assert_eq!(ev.type_origin, TypeOrigin::CodatUnlisted);
+        let (ev, _) =
+            run(r#"{"RuleType":"Push Operation Timed Out","AlertId":"a","Data":{"dataType":"widgets"}}"#)
+                .unwrap();
+        assert_eq!(ev.type_origin, TypeOrigin::CodatUnlisted);
+        let (ev, _) = run(r#"{"RuleType":"PushOperationStatusChanged","AlertId":"a",
+            "Data":{"dataType":"widgets","status":"Pending"}}"#)
+        .unwrap();
+        assert_eq!(ev.type_origin, TypeOrigin::CodatStream);
     }
 
     #[test]
