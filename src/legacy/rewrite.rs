@@ -178,6 +178,7 @@ pub fn rewrite<'a>(body: &RawObject<'a>) -> Result<LegacyEvent<'a>, Rejection> {
         let value = match constant {
             Constant::Bool(b) => OutJson::Bool(*b),
             Constant::Str(s) => OutJson::Str(Cow::Borrowed(s)),
+            Constant::Int(n) => OutJson::Int(*n),
         };
         payload.set_path(path, value);
     }
@@ -371,6 +372,38 @@ mod tests {
             ev.legacy.unmapped.as_deref(),
             Some(r#"{"Data":{"ResetReason":"new day"}}"#)
         );
+    }
+
+    /// Issue 12, item 3: rewritten read bodies carried no status, so a
+    /// subscriber replicating DataSyncCompleted / DatasetDataChanged the
+    /// OpenAPI's way (check `dataTypes[].status`) dropped them all.
+    #[test]
+    fn completed_syncs_carry_the_read_status_and_reached_limits_no_quota() {
+        for (rule, modified) in [
+            ("Data sync completed", None),
+            ("Dataset data changed", Some(true)),
+        ] {
+            let body = format!(
+                r#"{{"RuleType":"{rule}","AlertId":"a","CompanyId":"c","Data":{{"dataType":"invoices"}}}}"#
+            );
+            let (_, p) = run(Box::leak(body.into_boxed_str())).unwrap();
+            assert_eq!(p["dataTypes"][0]["status"], "Complete", "{rule}");
+            assert_eq!(
+                p["dataTypes"][0]
+                    .get("recordsModified")
+                    .and_then(|v| v.as_bool()),
+                modified
+            );
+        }
+        // A status the body carries wins over the implied one.
+        let (_, p) = run(r#"{"RuleType":"DataSyncCompleted","AlertId":"a",
+            "Data":{"dataType":"invoices","datasetStatus":"Fetching"}}"#)
+        .unwrap();
+        assert_eq!(p["dataTypes"][0]["status"], "Fetching");
+        let (_, p) =
+            run(r#"{"RuleType":"Rate Limit Reached","AlertId":"a","Data":{"DailyQuota":5}}"#)
+                .unwrap();
+        assert_eq!(p, serde_json::json!({"dailyQuota":5,"quotaRemaining":0}));
     }
 
     #[test]
