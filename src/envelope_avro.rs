@@ -51,8 +51,10 @@ pub struct EnvelopeCodec {
 
 /// Every released version of the envelope schema, oldest first, as kept in
 /// `schemas/released/`. The evolution test checks each against the current one.
-pub const RELEASED_SCHEMAS: &[(&str, &str)] =
-    &[("v1", include_str!("../schemas/released/envelope-v1.avsc"))];
+pub const RELEASED_SCHEMAS: &[(&str, &str)] = &[
+    ("v1", include_str!("../schemas/released/envelope-v1.avsc")),
+    ("v2", include_str!("../schemas/released/envelope-v2.avsc")),
+];
 
 /// First byte of the Confluent wire format.
 pub const CONFLUENT_MAGIC: u8 = 0;

@@ -14,7 +14,7 @@ use crate::event_payload;
 use crate::event_type;
 use crate::legacy;
 use crate::raw_json::{self, Kind, OutJson, RawObject};
-use crate::rejection::{RejectReason, Rejection, excerpt};
+use crate::rejection::{RejectReason, Rejection};
 use crate::timestamp;
 use crate::webhook_shape;
 
@@ -157,6 +157,8 @@ pub fn normalize<'a, H: HeaderLookup + ?Sized>(
                 datacontenttype: Cow::Borrowed(PAYLOAD_CONTENT_TYPE),
                 payload: Cow::Owned(ev.payload),
                 ingest,
+                time_original: None,
+                redacted_paths: Vec::new(),
             })
         }
         shape @ (Shape::Event | Shape::Generic) => event_like(shape, &top, body, ingest, source),
@@ -225,19 +227,11 @@ fn event_like<'a>(
         ),
     };
 
-    let (time, time_source) = match optional_str(top, "generatedDate")? {
-        Some(date) => match timestamp::parse_millis(&date) {
-            Some(ms) => (ms, TimeSource::Event),
-            None => {
-                return Err(Rejection::new(
-                    RejectReason::InvalidField,
-                    format!(
-                        "`generatedDate` {} is not an ISO-8601 date-time",
-                        excerpt(&date)
-                    ),
-                ));
-            }
-        },
+    // The text is kept as sent (`time` holds UTC milliseconds only); one
+    // that does not parse costs the event its time, not the event itself.
+    let time_original = generated_date(top)?;
+    let (time, time_source) = match time_original.as_deref().and_then(timestamp::parse_millis) {
+        Some(ms) => (ms, TimeSource::Event),
         None => (ingest.timestamp, TimeSource::Ingest),
     };
 
@@ -271,7 +265,19 @@ fn event_like<'a>(
         datacontenttype: Cow::Borrowed(PAYLOAD_CONTENT_TYPE),
         payload: Cow::Borrowed(payload.get()),
         ingest,
+        time_original,
+        redacted_paths: Vec::new(),
     })
+}
+
+/// `generatedDate` as sent: a string's text, any other non-null value's
+/// JSON text (it cannot be a date, but it is what Codat sent).
+fn generated_date<'a>(top: &RawObject<'a>) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match top.get("generatedDate") {
+        Some(raw) if raw_json::kind(raw) == Kind::String => optional_str(top, "generatedDate"),
+        Some(raw) if raw_json::kind(raw) != Kind::Null => Ok(Some(Cow::Borrowed(raw.get()))),
+        _ => Ok(None),
+    }
 }
 
 /// A string member, or None when absent or null.
@@ -335,6 +341,43 @@ mod tests {
         assert_eq!(env.connection_id.as_deref(), Some("dc"));
         assert_eq!(env.ingest.offset, 42);
         assert_eq!(env.extensions, None);
+    }
+
+    /// Issue 12, item 4: only UTC milliseconds were kept (`.0154237Z`
+    /// became `.015`, `+01:00` was gone), and a generatedDate that did not
+    /// parse dead-lettered a real event.
+    #[test]
+    fn generated_date_text_is_kept_and_a_bad_one_costs_only_the_time() {
+        let env = ok(
+            r#"{"id":"e","eventType":"a.b","generatedDate":"2024-08-08T18:10:34.0154237+01:00","payload":{}}"#,
+        );
+        assert_eq!(
+            (env.time, env.time_source),
+            (1_723_137_034_015, TimeSource::Event)
+        );
+        assert_eq!(
+            env.time_original.as_deref(),
+            Some("2024-08-08T18:10:34.0154237+01:00")
+        );
+        for (date, text) in [
+            (r#""soon""#, "soon"),
+            ("20240808", "20240808"),
+            (r#""""#, ""),
+        ] {
+            let body =
+                format!(r#"{{"id":"e","eventType":"a.b","generatedDate":{date},"payload":{{}}}}"#);
+            let env = normalize(body.as_bytes(), &(), &INGEST, opts()).unwrap();
+            assert_eq!(
+                (env.time, env.time_source),
+                (INGEST.timestamp_ms, TimeSource::Ingest)
+            );
+            assert_eq!(env.time_original.as_deref(), Some(text));
+        }
+        let env = ok(r#"{"id":"e","eventType":"a.b","generatedDate":null,"payload":{}}"#);
+        assert_eq!(
+            (env.time_source, env.time_original),
+            (TimeSource::Ingest, None)
+        );
     }
 
     #[test]
@@ -441,10 +484,6 @@ mod tests {
         );
         assert_eq!(
             reason(br#"{"id":"1","eventType":"a.b","payload":"x"}"#),
-            RejectReason::InvalidField
-        );
-        assert_eq!(
-            reason(br#"{"id":"1","eventType":"a.b","generatedDate":"soon","payload":{}}"#),
             RejectReason::InvalidField
         );
         assert_eq!(
