@@ -29,7 +29,6 @@ pub const COMPANY_ID_PATHS: &[(&str, &[&str])] = &[
 /// bank-feed events, read events (the only places the OpenAPI's event
 /// schemas hold one; `connection.integrationId` and `sourceId` name the
 /// integration, not the connection).
-
 pub const CONNECTION_ID_PATHS: &[&str] =
     &["connection.id", "connectionId", "dataTypes[].connectionId"];
 
