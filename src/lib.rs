@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod processor;
 pub mod raw_json;
 pub mod record_headers;
+pub mod redact;
 pub mod rejection;
 pub mod routing;
 pub mod schema_registry;

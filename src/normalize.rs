@@ -14,6 +14,7 @@ use crate::event_payload;
 use crate::event_type;
 use crate::legacy;
 use crate::raw_json::{self, Kind, OutJson, RawObject};
+use crate::redact::Redaction;
 use crate::rejection::{RejectReason, Rejection};
 use crate::timestamp;
 use crate::webhook_shape;
@@ -41,6 +42,8 @@ pub struct NormalizeOptions {
     pub max_body_bytes: usize,
     /// The CloudEvents `source` of every envelope.
     pub source: String,
+    /// Payload paths to redact before the envelope is written (none by default).
+    pub redact: Redaction,
 }
 
 impl Default for NormalizeOptions {
@@ -48,6 +51,7 @@ impl Default for NormalizeOptions {
         NormalizeOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             source: DEFAULT_SOURCE.to_owned(),
+            redact: Redaction::default(),
         }
     }
 }
@@ -88,8 +92,27 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderLookup for [(K, V)] {
     }
 }
 
-/// Normalises one raw webhook body.
+/// Normalises one raw webhook body, then redacts its payload when
+/// redaction is configured.
 pub fn normalize<'a, H: HeaderLookup + ?Sized>(
+    body: &'a [u8],
+    headers: &H,
+    ingest: &IngestMeta<'a>,
+    options: &'a NormalizeOptions,
+) -> Result<Envelope<'a>, Rejection> {
+    let mut envelope = envelope_of(body, headers, ingest, options)?;
+    // Without redaction the payload stays borrowed: no parse, no copy.
+    if options.redact.is_active()
+        && let Some((payload, paths)) = options.redact.apply(&envelope.payload)?
+    {
+        envelope.payload = Cow::Owned(payload);
+        envelope.redacted_paths = paths;
+    }
+    Ok(envelope)
+}
+
+/// The envelope of one raw webhook body, payload as sent (or rewritten).
+fn envelope_of<'a, H: HeaderLookup + ?Sized>(
     body: &'a [u8],
     headers: &H,
     ingest: &IngestMeta<'a>,
@@ -556,6 +579,57 @@ mod tests {
         assert_eq!(env.company_id.as_deref(), Some("co"));
         assert_eq!(env.subject.as_deref(), Some("co"));
         assert_eq!(env.routing_key(), "co");
+    }
+
+    /// Issue 12, item 7: personal data in payloads could not be kept out
+    /// of the envelope topics. The same paths redact legacy and event bodies.
+    #[test]
+    fn redaction_applies_to_legacy_and_event_payloads_alike() {
+        use crate::config::Secret;
+        use crate::redact::RedactMode;
+        let redact = |mode| {
+            &*Box::leak(Box::new(NormalizeOptions {
+                redact: Redaction {
+                    paths: vec![
+                        "referenceCompany.name".into(),
+                        "referenceCompany.description".into(),
+                    ],
+                    mode,
+                },
+                ..NormalizeOptions::default()
+            }))
+        };
+        let event = br#"{"id":"e","eventType":"read.completed","payload":{"referenceCompany":{"id":"co","name":"Toft stores","description":"d"}}}"#;
+        let legacy = br#"{"RuleType":"New company synchronised","AlertId":"a","CompanyId":"co","Data":{"companyName":"Toft stores"}}"#;
+        let removing = redact(RedactMode::Remove);
+        let env = normalize(event, &(), &INGEST, removing).unwrap();
+        assert_eq!(env.payload, r#"{"referenceCompany":{"id":"co"}}"#);
+        assert_eq!(
+            env.redacted_paths,
+            ["referenceCompany.name", "referenceCompany.description"]
+        );
+        let env = normalize(legacy, &(), &INGEST, removing).unwrap();
+        assert!(!env.payload.contains("Toft"), "{}", env.payload);
+        assert_eq!(env.redacted_paths, ["referenceCompany.name"]);
+
+        let hashing = redact(RedactMode::Hash(Secret::new("k")));
+        let from_event = normalize(event, &(), &INGEST, hashing).unwrap();
+        let from_legacy = normalize(legacy, &(), &INGEST, hashing).unwrap();
+        let name = |e: &Envelope| {
+            serde_json::from_str::<serde_json::Value>(&e.payload).unwrap()["referenceCompany"]["name"].clone()
+        };
+        assert_eq!(name(&from_event), name(&from_legacy), "joins still work");
+        assert!(
+            name(&from_event)
+                .as_str()
+                .unwrap()
+                .starts_with("hmac-sha256:")
+        );
+
+        // Off by default: the payload is borrowed from the body, untouched.
+        let env = ok(r#"{"id":"e","eventType":"a.b","payload":{"referenceCompany":{"name":"n"}}}"#);
+        assert!(matches!(env.payload, Cow::Borrowed(_)));
+        assert!(env.redacted_paths.is_empty());
     }
 
     fn assert_all_rejected(cases: &[&'static [u8]], want: RejectReason) {

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use codat_stream::avro_fingerprint;
 use codat_stream::envelope_avro::{ENVELOPE_SCHEMA_JSON, RELEASED_SCHEMAS};
+use codat_stream::redact::{RedactMode, Redaction};
 use codat_stream::{EnvelopeCodec, IngestMeta, NormalizeOptions, normalize};
 use serde_json::Value;
 
@@ -83,7 +84,14 @@ fn fastavro_computes_the_fingerprints_codat_stream_writes() {
 #[test]
 fn fastavro_decodes_every_published_example_by_fingerprint_lookup() {
     let codec = EnvelopeCodec::new().unwrap();
-    let options = NormalizeOptions::default();
+    // Redaction on, so records with and without redactedPaths are read.
+    let options = NormalizeOptions {
+        redact: Redaction {
+            paths: vec!["referenceCompany.name".into()],
+            mode: RedactMode::Remove,
+        },
+        ..NormalizeOptions::default()
+    };
     let examples = published_examples();
     let mut records = Vec::new();
     let mut envelopes = Vec::new();
@@ -106,6 +114,10 @@ fn fastavro_decodes_every_published_example_by_fingerprint_lookup() {
     let decoded = report["records"].as_array().unwrap();
     assert_eq!(decoded.len(), examples.len());
     let latest = format!("envelope-{}.avsc", RELEASED_SCHEMAS.last().unwrap().0);
+    let redacted = envelopes
+        .iter()
+        .filter(|e| e["redactedPaths"] != serde_json::json!([]));
+    assert!(redacted.count() > 10, "some examples carry a company name");
     for (d, ours) in decoded.iter().zip(&envelopes) {
         let name = d["name"].as_str().unwrap();
         assert_eq!(d["schema"], latest.as_str(), "{name}: writer schema found");

@@ -278,12 +278,16 @@ pub enum Source {
 }
 
 /// Legacy field -> event payload path (`a.b`, `[]` = first array element),
-/// per layout; keys are matched without regard to ASCII case.
+/// per layout; keys are matched without regard to ASCII case. Older legacy
+/// bodies carry `Data.companyName`: it goes to `referenceCompany.name` in
+/// every layout with a company, where event payloads have it (and where
+/// `normalize.redact` finds it in either shape).
 pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
     use Source::{Data, Top};
     match layout {
         Layout::Connection => &[
             (Top("CompanyId"), "referenceCompany.id"),
+            (Data("companyName"), "referenceCompany.name"),
             (Top("DataConnectionId"), "connection.id"),
             (Data("dataConnectionId"), "connection.id"),
             (Data("newStatus"), "connection.status"),
@@ -298,6 +302,7 @@ pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
         ],
         Layout::Write => &[
             (Top("CompanyId"), "referenceCompany.id"),
+            (Data("companyName"), "referenceCompany.name"),
             (Top("DataConnectionId"), "connectionId"),
             (Data("pushOperationKey"), "id"),
             (Data("pushOperationGuid"), "id"),
@@ -305,6 +310,7 @@ pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
         ],
         Layout::ExpensesSync => &[
             (Top("CompanyId"), "referenceCompany.id"),
+            (Data("companyName"), "referenceCompany.name"),
             (Data("syncId"), "syncId"),
         ],
         Layout::RateLimit => &[
@@ -314,6 +320,7 @@ pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
         ],
         Layout::AccountCategories => &[
             (Top("CompanyId"), "referenceCompany.id"),
+            (Data("companyName"), "referenceCompany.name"),
             (Data("modifiedDate"), "modifiedDate"),
         ],
     }
