@@ -27,10 +27,11 @@ if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
     cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
 fi
 
-# Confluent's own Python client decodes the connector's records in a test.
+# Confluent's own Python client decodes the connector's records in a test;
+# fastavro checks the single-object fingerprints and decodes by them.
 PY_VENV=target/python-venv
-if ! "$PY_VENV/bin/python" -c "import confluent_kafka.schema_registry.avro" 2>/dev/null; then
-    echo "== installing confluent-kafka into $PY_VENV"
+if ! "$PY_VENV/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null; then
+    echo "== installing confluent-kafka and fastavro into $PY_VENV"
     rm -rf "$PY_VENV"
     python3 -m venv "$PY_VENV"
     "$PY_VENV/bin/pip" install -q -r tests/python/requirements.txt

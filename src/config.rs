@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event_type;
 use crate::normalize::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SOURCE, NormalizeOptions};
+use crate::redact::{RedactMode, Redaction};
 
 pub use masking::{is_secret_key, mask_property, mask_url};
 pub use secret::{MASK, Secret};
@@ -145,6 +146,14 @@ pub struct NormalizeSettings {
     pub max_body_bytes: usize,
     /// CloudEvents `source` of the envelopes.
     pub source: String,
+    /// Payload paths to redact (dotted, `key[]` for every array element);
+    /// empty = off.
+    pub redact: Vec<String>,
+    /// `remove` the redacted members, or `hash` them (HMAC-SHA256 with
+    /// `redact_key`, so joins on them still work).
+    pub redact_mode: String,
+    /// Key of the `hash` mode.
+    pub redact_key: Secret,
 }
 
 /// Flow control and shutdown.
@@ -328,6 +337,9 @@ impl Default for NormalizeSettings {
         NormalizeSettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             source: DEFAULT_SOURCE.into(),
+            redact: Vec::new(),
+            redact_mode: "remove".into(),
+            redact_key: Secret::default(),
         }
     }
 }
@@ -422,9 +434,19 @@ impl Settings {
 
     /// The normaliser's options.
     pub fn normalize_options(&self) -> NormalizeOptions {
+        let n = &self.normalize;
+        let mode = if n.redact_mode == "hash" {
+            RedactMode::Hash(n.redact_key.clone())
+        } else {
+            RedactMode::Remove
+        };
         NormalizeOptions {
-            max_body_bytes: self.normalize.max_body_bytes,
-            source: self.normalize.source.clone(),
+            max_body_bytes: n.max_body_bytes,
+            source: n.source.clone(),
+            redact: Redaction {
+                paths: n.redact.clone(),
+                mode,
+            },
         }
     }
 
@@ -724,6 +746,54 @@ mod tests {
                 .to_string();
             assert!(err.contains(needle), "{k}={v}: {err}");
         }
+    }
+
+    /// Issue 12, item 7: redaction is configured under `[normalize]`, every
+    /// problem reported at once, the key never shown.
+    #[test]
+    fn redaction_settings_are_validated_and_reach_the_normaliser() {
+        let err = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "CODAT_STREAM__NORMALIZE__REDACT",
+                    "referenceCompany.name,a..b",
+                ),
+                ("CODAT_STREAM__NORMALIZE__REDACT_MODE", "hash"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("normalize.redact[1]"), "{err}");
+        assert!(err.contains("normalize.redact_key"), "{err}");
+        let err = Settings::load_with_env(
+            None,
+            env(&[("CODAT_STREAM__NORMALIZE__REDACT_MODE", "blur")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("normalize.redact_mode"), "{err}");
+
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                (
+                    "CODAT_STREAM__NORMALIZE__REDACT",
+                    "referenceCompany.name,tags[]",
+                ),
+                ("CODAT_STREAM__NORMALIZE__REDACT_MODE", "hash"),
+                ("CODAT_STREAM__NORMALIZE__REDACT_KEY", "redact-key-value"),
+            ]),
+        )
+        .unwrap();
+        let options = s.normalize_options();
+        assert_eq!(options.redact.paths, ["referenceCompany.name", "tags[]"]);
+        assert_eq!(
+            options.redact.mode,
+            crate::redact::RedactMode::Hash(Secret::new("redact-key-value"))
+        );
+        assert!(!s.to_masked_toml().contains("redact-key-value"));
+        assert!(!Settings::default().normalize_options().redact.is_active());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::io::Read;
 
 use apache_avro::Schema;
 
+use crate::avro_fingerprint;
 use crate::envelope::Envelope;
 use crate::envelope_avro::{AvroError, EnvelopeCodec, RELEASED_SCHEMAS};
 use crate::schema_registry::{RegistryClient, RegistryError};
@@ -86,10 +87,12 @@ impl Decoder {
         let mut by_fingerprint = Vec::new();
         for (_, json) in RELEASED_SCHEMAS {
             let schema = Schema::parse_str(json).map_err(AvroError::Schema)?;
-            let fp = schema.fingerprint::<apache_avro::rabin::Rabin>();
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&fp.bytes[..8]);
-            by_fingerprint.push((bytes, schema));
+            // Both fingerprints: the spec's, and apache-avro's that records
+            // written before codat-stream followed the spec carry.
+            let spec = avro_fingerprint::fingerprint(json).map_err(AvroError::CanonicalForm)?;
+            let legacy = avro_fingerprint::apache_avro_fingerprint(&schema);
+            by_fingerprint.push((spec, schema.clone()));
+            by_fingerprint.push((legacy, schema));
         }
         Ok(Decoder {
             codec,
@@ -103,7 +106,7 @@ impl Decoder {
     pub async fn decode(&mut self, value: &[u8]) -> Result<Envelope<'static>, DecodeError> {
         match parse_framing(value)? {
             Framed::SingleObject { fingerprint, datum } => {
-                if fingerprint[..] == self.codec.single_object_header()[2..] {
+                if self.codec.is_own_fingerprint(&fingerprint) {
                     return Ok(self.codec.decode(datum)?);
                 }
                 let writer = self
@@ -112,9 +115,7 @@ impl Decoder {
                     .find(|(fp, _)| *fp == fingerprint)
                     .map(|(_, s)| s)
                     .ok_or_else(|| {
-                        DecodeError::UnknownFingerprint(
-                            fingerprint.iter().map(|b| format!("{b:02x}")).collect(),
-                        )
+                        DecodeError::UnknownFingerprint(avro_fingerprint::hex(&fingerprint))
                     })?;
                 Ok(self.codec.decode_written_with(writer, datum)?)
             }
@@ -150,6 +151,43 @@ impl std::fmt::Debug for Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12, item 1: records written before the fingerprint followed
+    /// the spec carry apache-avro's fingerprint; they still decode.
+    #[test]
+    fn both_fingerprints_decode() {
+        let body = br#"{"id":"e","eventType":"connection.failed","payload":{}}"#;
+        let ingest = crate::IngestMeta {
+            topic: "t",
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 1,
+        };
+        let options = crate::NormalizeOptions::default();
+        let env = crate::normalize(body, &(), &ingest, &options).unwrap();
+        let codec = EnvelopeCodec::new().unwrap();
+        let datum = codec.encode(&env).unwrap();
+        let spec =
+            avro_fingerprint::fingerprint(crate::envelope_avro::ENVELOPE_SCHEMA_JSON).unwrap();
+        let old = avro_fingerprint::apache_avro_fingerprint(codec.schema());
+        assert_ne!(spec, old, "the two canonical forms differ on logical types");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut decoder = Decoder::new(None).unwrap();
+        for fp in [spec, old] {
+            let value = [&[0xC3, 0x01][..], &fp, &datum].concat();
+            assert_eq!(codec.decode_single_object(&value).unwrap().id, "e");
+            assert_eq!(rt.block_on(decoder.decode(&value)).unwrap().id, "e");
+        }
+        let mut single = Vec::new();
+        codec.encode_single_object_into(&env, &mut single).unwrap();
+        assert_eq!(
+            single[2..10],
+            spec,
+            "new records carry the spec's fingerprint"
+        );
+    }
 
     #[test]
     fn a_value_is_read_up_to_the_cap_and_no_further() {

@@ -154,6 +154,10 @@ pub struct Envelope<'a> {
     pub payload: Cow<'a, str>,
     /// Ingest coordinates.
     pub ingest: Ingest<'a>,
+    /// The body's `generatedDate` as sent (v2).
+    pub time_original: Option<Cow<'a, str>>,
+    /// Payload paths redaction removed or hashed in this event (v2).
+    pub redacted_paths: Vec<Cow<'a, str>>,
 }
 
 impl Envelope<'_> {
@@ -206,6 +210,8 @@ impl Envelope<'_> {
                 timestamp: self.ingest.timestamp,
                 webhook_id: own_opt(self.ingest.webhook_id),
             },
+            time_original: own_opt(self.time_original),
+            redacted_paths: self.redacted_paths.into_iter().map(own).collect(),
         }
     }
 }

@@ -7,6 +7,7 @@ use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 
+use crate::avro_fingerprint;
 use crate::envelope::Envelope;
 
 /// The envelope schema, exactly as in `schemas/envelope.avsc`.
@@ -27,6 +28,9 @@ pub enum AvroError {
     /// Bytes did not start with this schema's single-object header.
     #[error("not a single-object encoded envelope of this schema (marker or fingerprint differs)")]
     NotThisSchema,
+    /// The bundled schema has no Parsing Canonical Form (a build defect).
+    #[error("envelope schema has no canonical form: {0}")]
+    CanonicalForm(#[from] crate::avro_fingerprint::CanonicalFormError),
     /// The schema registry would not give the envelope schema an id.
     #[error("schema registry refused the envelope schema: {0}")]
     Registry(String),
@@ -41,12 +45,16 @@ pub struct EnvelopeCodec {
     schema: &'static Schema,
     writer: GenericDatumWriter<'static>,
     single_object_header: [u8; 10],
+    /// The fingerprint records carried before it followed the spec.
+    legacy_fingerprint: [u8; 8],
 }
 
 /// Every released version of the envelope schema, oldest first, as kept in
 /// `schemas/released/`. The evolution test checks each against the current one.
-pub const RELEASED_SCHEMAS: &[(&str, &str)] =
-    &[("v1", include_str!("../schemas/released/envelope-v1.avsc"))];
+pub const RELEASED_SCHEMAS: &[(&str, &str)] = &[
+    ("v1", include_str!("../schemas/released/envelope-v1.avsc")),
+    ("v2", include_str!("../schemas/released/envelope-v2.avsc")),
+];
 
 /// First byte of the Confluent wire format.
 pub const CONFLUENT_MAGIC: u8 = 0;
@@ -66,15 +74,17 @@ impl EnvelopeCodec {
             .build()
             .map_err(AvroError::Schema)?;
         // Single-object header: marker + the schema's 8-byte little-endian
-        // CRC-64-AVRO (Rabin) fingerprint of its Parsing Canonical Form.
-        let fingerprint = schema.fingerprint::<apache_avro::rabin::Rabin>();
+        // CRC-64-AVRO fingerprint of the spec's Parsing Canonical Form, the
+        // one fastavro, Java and schema stores compute (not apache-avro's).
+        let fingerprint = avro_fingerprint::fingerprint(ENVELOPE_SCHEMA_JSON)?;
         let mut single_object_header = [0u8; 10];
         single_object_header[..2].copy_from_slice(&SINGLE_OBJECT_MARKER);
-        single_object_header[2..].copy_from_slice(&fingerprint.bytes[..8]);
+        single_object_header[2..].copy_from_slice(&fingerprint);
         Ok(EnvelopeCodec {
             schema,
             writer,
             single_object_header,
+            legacy_fingerprint: avro_fingerprint::apache_avro_fingerprint(schema),
         })
     }
 
@@ -147,11 +157,20 @@ impl EnvelopeCodec {
         &self.single_object_header
     }
 
-    /// Decodes a single-object-encoded envelope of this schema.
+    /// Whether `fingerprint` names this schema: the spec's fingerprint, or
+    /// the apache-avro one that records written before carry.
+    pub fn is_own_fingerprint(&self, fingerprint: &[u8]) -> bool {
+        fingerprint == &self.single_object_header[2..] || fingerprint == self.legacy_fingerprint
+    }
+
+    /// Decodes a single-object-encoded envelope of this schema (with either
+    /// fingerprint).
     pub fn decode_single_object(&self, bytes: &[u8]) -> Result<Envelope<'static>, AvroError> {
-        match bytes.strip_prefix(&self.single_object_header[..]) {
-            Some(datum) => self.decode(datum),
-            None => Err(AvroError::NotThisSchema),
+        match bytes.strip_prefix(&SINGLE_OBJECT_MARKER[..]) {
+            Some(rest) if rest.len() >= 8 && self.is_own_fingerprint(&rest[..8]) => {
+                self.decode(&rest[8..])
+            }
+            _ => Err(AvroError::NotThisSchema),
         }
     }
 

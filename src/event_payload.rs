@@ -9,12 +9,26 @@ use crate::event_type;
 use crate::raw_json::{self, JsonFault, RawObject};
 use crate::rejection::Rejection;
 
-/// Company id location by event type prefix; the first matching row wins.
-/// `company.*` events carry the company itself as the payload.
-pub const COMPANY_ID_PATHS: &[(&str, &str)] = &[("company.", "id"), ("", "referenceCompany.id")];
+/// Company id locations by event type prefix: the first row whose prefix
+/// matches gives the paths, tried in order. From an audit of every event
+/// schema in Codat's webhook OpenAPI: `company.*` payloads are the company
+/// itself (CompanyWebhook); `bankFeeds.sourceAccount.*` payloads may carry
+/// only the deprecated `companyId` (SourceAccountWebhook, "Unique
+/// identifier for your SMB in Codat"); every other event schema has
+/// `referenceCompany.id` and nowhere else.
+pub const COMPANY_ID_PATHS: &[(&str, &[&str])] = &[
+    ("company.", &["id"]),
+    (
+        "bankFeeds.sourceAccount.",
+        &["referenceCompany.id", "companyId"],
+    ),
+    ("", &["referenceCompany.id"]),
+];
 
 /// Connection id locations, tried in order: connection events, write and
-/// bank-feed events, read events.
+/// bank-feed events, read events (the only places the OpenAPI's event
+/// schemas hold one; `connection.integrationId` and `sourceId` name the
+/// integration, not the connection).
 pub const CONNECTION_ID_PATHS: &[&str] =
     &["connection.id", "connectionId", "dataTypes[].connectionId"];
 
@@ -39,20 +53,12 @@ pub fn refs<'a>(event_type: &str, payload: &'a RawValue) -> Result<PayloadRefs<'
     let Some(object) = RawObject::parse(payload).map_err(|f| f.at("`payload`"))? else {
         return Ok(PayloadRefs::default());
     };
-    let company_id = match COMPANY_ID_PATHS
+    let company_paths = COMPANY_ID_PATHS
         .iter()
         .find(|(prefix, _)| event_type.starts_with(prefix))
-    {
-        Some((_, path)) => str_at(&object, path).map_err(|f| at_path(f, path))?,
-        None => None,
-    };
-    let mut connection_id = None;
-    for path in CONNECTION_ID_PATHS {
-        connection_id = str_at(&object, path).map_err(|f| at_path(f, path))?;
-        if connection_id.is_some() {
-            break;
-        }
-    }
+        .map_or(&[][..], |(_, paths)| *paths);
+    let company_id = first_str(&object, company_paths)?;
+    let connection_id = first_str(&object, CONNECTION_ID_PATHS)?;
     let data_type = match event_type::write_data_type(event_type) {
         Some(dt) => Some(Cow::Owned(dt.to_owned())),
         None => single_read_data_type(&object).map_err(|f| at_path(f, "dataTypes[]"))?,
@@ -62,6 +68,19 @@ pub fn refs<'a>(event_type: &str, payload: &'a RawValue) -> Result<PayloadRefs<'
         connection_id,
         data_type,
     })
+}
+
+/// The string at the first of `paths` that holds one.
+fn first_str<'a>(
+    object: &RawObject<'a>,
+    paths: &[&str],
+) -> Result<Option<Cow<'a, str>>, Rejection> {
+    for path in paths {
+        if let Some(s) = str_at(object, path).map_err(|f| at_path(f, path))? {
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
 }
 
 fn at_path(fault: JsonFault, path: &str) -> Rejection {
@@ -171,6 +190,30 @@ mod tests {
         assert_eq!(r.company_id.as_deref(), Some("co"));
         assert_eq!(r.connection_id.as_deref(), Some("dc"));
         assert_eq!(r.data_type.as_deref(), Some("bills"));
+    }
+
+    /// Issue 12, item 2: a bank-feed payload with only the deprecated
+    /// `companyId` gave the envelope no company, so no per-company key.
+    #[test]
+    fn bank_feed_events_fall_back_to_the_deprecated_company_id() {
+        let r = refs_of(
+            "bankFeeds.sourceAccount.connected",
+            r#"{"companyId":"co","connectionId":"dc","sourceAccount":{"id":"acc"}}"#,
+        );
+        assert_eq!(r.company_id.as_deref(), Some("co"));
+        assert_eq!(r.connection_id.as_deref(), Some("dc"));
+        let both = refs_of(
+            "bankFeeds.sourceAccount.disconnected",
+            r#"{"referenceCompany":{"id":"ref"},"companyId":"old"}"#,
+        );
+        assert_eq!(
+            both.company_id.as_deref(),
+            Some("ref"),
+            "referenceCompany first"
+        );
+        // Only bank-feed schemas have the deprecated field.
+        let other = refs_of("connection.failed", r#"{"companyId":"co"}"#);
+        assert_eq!(other.company_id, None);
     }
 
     #[test]

@@ -8,33 +8,90 @@ use crate::rejection::{RejectReason, Rejection, excerpt};
 /// 249-character topic limit.
 pub const MAX_EVENT_TYPE_LEN: usize = 200;
 
-/// Codat's platform-wide and solution-specific event types, as published.
-/// `{dataType}.write.successful|unsuccessful` are matched by pattern.
-pub const CATALOG: &[&str] = &[
-    "company.created",
-    "company.deleted",
-    "connection.created",
-    "connection.connected",
-    "connection.disconnected",
-    "connection.reconnected",
-    "connection.failed",
-    "connection.deleted",
-    "read.completed",
-    "read.completed.initial",
-    "client.rateLimit.reached",
-    "client.rateLimit.reset",
-    "bankFeeds.sourceAccount.connected",
-    "bankFeeds.sourceAccount.disconnected",
-    "expenses.sync.successful",
-    "expenses.sync.unsuccessful",
-    "reports.categorizedBankStatement.generate.successful",
-    "reports.categorizedBankStatement.generate.unsuccessful",
-    "reports.creditModel.generate.successful",
-    "reports.creditModel.generate.unsuccessful",
-    "reports.spendAnalysis.generate.successful",
-    "reports.spendAnalysis.generate.unsuccessful",
-    "AccountCategoriesUpdated",
+/// Where Codat publishes a catalog entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// A webhook of Codat's webhook OpenAPI document
+    /// (`codat-webhooks-openapi.json`, `webhooks`).
+    OpenApi,
+    /// Only the event-type table of Codat's docs ("Webhook event types",
+    /// listed under Lending and Spend Insights): no OpenAPI schema yet.
+    EventTypeTable,
+}
+
+/// Codat's platform-wide and solution-specific event types, each with
+/// where it is published. `{dataType}.write.successful|unsuccessful` are
+/// listed by data type in [`WRITE_DATA_TYPES`].
+pub const CATALOG: &[(&str, Published)] = &[
+    ("company.created", Published::OpenApi),
+    ("company.deleted", Published::OpenApi),
+    ("connection.created", Published::OpenApi),
+    ("connection.connected", Published::OpenApi),
+    ("connection.disconnected", Published::OpenApi),
+    ("connection.reconnected", Published::OpenApi),
+    ("connection.failed", Published::OpenApi),
+    ("connection.deleted", Published::OpenApi),
+    ("read.completed", Published::OpenApi),
+    ("read.completed.initial", Published::OpenApi),
+    ("client.rateLimit.reached", Published::OpenApi),
+    ("client.rateLimit.reset", Published::OpenApi),
+    ("bankFeeds.sourceAccount.connected", Published::OpenApi),
+    ("bankFeeds.sourceAccount.disconnected", Published::OpenApi),
+    ("expenses.sync.successful", Published::OpenApi),
+    ("expenses.sync.unsuccessful", Published::OpenApi),
+    (
+        "reports.categorizedBankStatement.generate.successful",
+        Published::OpenApi,
+    ),
+    (
+        "reports.categorizedBankStatement.generate.unsuccessful",
+        Published::OpenApi,
+    ),
+    (
+        "reports.creditModel.generate.successful",
+        Published::EventTypeTable,
+    ),
+    (
+        "reports.creditModel.generate.unsuccessful",
+        Published::EventTypeTable,
+    ),
+    (
+        "reports.spendAnalysis.generate.successful",
+        Published::EventTypeTable,
+    ),
+    (
+        "reports.spendAnalysis.generate.unsuccessful",
+        Published::EventTypeTable,
+    ),
+    // Filed in the OpenAPI as a webhook; it still arrives in the legacy shape.
+    ("AccountCategoriesUpdated", Published::OpenApi),
 ];
+
+/// The data types the OpenAPI publishes `{dataType}.write.successful` and
+/// `{dataType}.write.unsuccessful` webhooks for (DataTypeWriteWebhook).
+pub const WRITE_DATA_TYPES: &[&str] = &[
+    "bills",
+    "bankTransactions",
+    "items",
+    "suppliers",
+    "directCosts",
+    "invoices",
+    "bankAccounts",
+    "purchaseOrders",
+    "billPayments",
+    "directIncomes",
+    "journalEntries",
+    "chartOfAccounts",
+    "billCreditNotes",
+    "creditNotes",
+    "customers",
+    "journals",
+    "transfers",
+    "payments",
+];
+
+/// The outcomes of a published write event.
+pub const WRITE_OUTCOMES: &[&str] = &["successful", "unsuccessful"];
 
 /// Checks that `t` is dot-separated segments of `[A-Za-z0-9_-]`, none empty,
 /// at most [`MAX_EVENT_TYPE_LEN`] bytes: safe as a Kafka topic name suffix
@@ -61,16 +118,15 @@ pub fn validate(t: &str) -> Result<(), Rejection> {
     }
 }
 
-/// Whether `t` is in Codat's catalog (a listed type, or a data-type write).
+/// Whether `t` is in Codat's catalog: a listed type, or a write outcome
+/// of one of the [`WRITE_DATA_TYPES`] (any other data type is unlisted).
 pub fn is_catalogued(t: &str) -> bool {
-    if CATALOG.contains(&t) {
+    if CATALOG.iter().any(|(listed, _)| *listed == t) {
         return true;
     }
     match t.split_once(".write.") {
         Some((data_type, outcome)) => {
-            !data_type.is_empty()
-                && !data_type.contains('.')
-                && (outcome == "successful" || outcome == "unsuccessful")
+            WRITE_DATA_TYPES.contains(&data_type) && WRITE_OUTCOMES.contains(&outcome)
         }
         None => false,
     }
@@ -98,7 +154,7 @@ mod tests {
 
     #[test]
     fn accepts_catalog_and_new_types() {
-        for t in CATALOG {
+        for (t, _) in CATALOG {
             validate(t).unwrap();
         }
         validate("invoices.write.successful").unwrap();
@@ -137,6 +193,24 @@ mod tests {
         assert!(!is_catalogued("bills.write.pending"));
         assert!(!is_catalogued("a.b.write.successful"));
         assert!(!is_catalogued("hello.world"));
+        assert!(is_catalogued("reports.creditModel.generate.successful"));
+        assert!(is_catalogued("reports.spendAnalysis.generate.unsuccessful"));
+    }
+
+    /// Issue 12, item 6: any `{x}.write.successful` was called Codat's own.
+    #[test]
+    fn writes_of_unpublished_data_types_are_unlisted() {
+        assert_eq!(WRITE_DATA_TYPES.len(), 18, "the OpenAPI's 18 data types");
+        for dt in WRITE_DATA_TYPES {
+            for outcome in WRITE_OUTCOMES {
+                let t = format!("{dt}.write.{outcome}");
+                assert_eq!(origin_of_codat_type(&t), TypeOrigin::CodatCatalog, "{t}");
+            }
+        }
+        for t in ["widgets.write.successful", "accounts.write.unsuccessful"] {
+            assert_eq!(origin_of_codat_type(t), TypeOrigin::CodatUnlisted, "{t}");
+        }
+        assert_eq!(write_data_type("widgets.write.successful"), Some("widgets"));
         assert_eq!(write_data_type("bills.write.successful"), Some("bills"));
         assert_eq!(write_data_type("read.completed"), None);
     }

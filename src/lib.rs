@@ -4,6 +4,7 @@
 //! headers and ingest coordinates in, an [`envelope::Envelope`] or a
 //! [`rejection::Rejection`] out, with no I/O.
 
+pub mod avro_fingerprint;
 pub mod backoff;
 pub mod body_file;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod pipeline;
 pub mod processor;
 pub mod raw_json;
 pub mod record_headers;
+pub mod redact;
 pub mod rejection;
 pub mod routing;
 pub mod schema_registry;

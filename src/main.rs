@@ -390,6 +390,7 @@ fn normalize_command(args: NormalizeArgs) -> anyhow::Result<ExitCode> {
     let options = NormalizeOptions {
         max_body_bytes: args.max_body_bytes,
         source: args.source,
+        ..NormalizeOptions::default()
     };
 
     let mut out = BufWriter::new(io::stdout().lock());

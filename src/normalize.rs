@@ -14,7 +14,8 @@ use crate::event_payload;
 use crate::event_type;
 use crate::legacy;
 use crate::raw_json::{self, Kind, OutJson, RawObject};
-use crate::rejection::{RejectReason, Rejection, excerpt};
+use crate::redact::Redaction;
+use crate::rejection::{RejectReason, Rejection};
 use crate::timestamp;
 use crate::webhook_shape;
 
@@ -41,6 +42,8 @@ pub struct NormalizeOptions {
     pub max_body_bytes: usize,
     /// The CloudEvents `source` of every envelope.
     pub source: String,
+    /// Payload paths to redact before the envelope is written (none by default).
+    pub redact: Redaction,
 }
 
 impl Default for NormalizeOptions {
@@ -48,6 +51,7 @@ impl Default for NormalizeOptions {
         NormalizeOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             source: DEFAULT_SOURCE.to_owned(),
+            redact: Redaction::default(),
         }
     }
 }
@@ -88,8 +92,27 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderLookup for [(K, V)] {
     }
 }
 
-/// Normalises one raw webhook body.
+/// Normalises one raw webhook body, then redacts its payload when
+/// redaction is configured.
 pub fn normalize<'a, H: HeaderLookup + ?Sized>(
+    body: &'a [u8],
+    headers: &H,
+    ingest: &IngestMeta<'a>,
+    options: &'a NormalizeOptions,
+) -> Result<Envelope<'a>, Rejection> {
+    let mut envelope = envelope_of(body, headers, ingest, options)?;
+    // Without redaction the payload stays borrowed: no parse, no copy.
+    if options.redact.is_active()
+        && let Some((payload, paths)) = options.redact.apply(&envelope.payload)?
+    {
+        envelope.payload = Cow::Owned(payload);
+        envelope.redacted_paths = paths;
+    }
+    Ok(envelope)
+}
+
+/// The envelope of one raw webhook body, payload as sent (or rewritten).
+fn envelope_of<'a, H: HeaderLookup + ?Sized>(
     body: &'a [u8],
     headers: &H,
     ingest: &IngestMeta<'a>,
@@ -157,6 +180,8 @@ pub fn normalize<'a, H: HeaderLookup + ?Sized>(
                 datacontenttype: Cow::Borrowed(PAYLOAD_CONTENT_TYPE),
                 payload: Cow::Owned(ev.payload),
                 ingest,
+                time_original: None,
+                redacted_paths: Vec::new(),
             })
         }
         shape @ (Shape::Event | Shape::Generic) => event_like(shape, &top, body, ingest, source),
@@ -212,31 +237,24 @@ fn event_like<'a>(
         ));
     }
 
-    let (id, id_source) = match optional_str(top, "id")? {
-        Some(id) if !id.is_empty() => (id, IdSource::Body),
+    // Without a body id, the `webhook-id` header is the id Codat keeps
+    // stable across retries, for either shape. Only generic test messages
+    // fall back to a derived id: an event with neither is malformed.
+    let (id, id_source) = match (optional_str(top, "id")?, &ingest.webhook_id) {
+        (Some(id), _) if !id.is_empty() => (id, IdSource::Body),
+        (_, Some(h)) => (h.clone(), IdSource::WebhookIdHeader),
         _ if shape == Shape::Event => return Err(Rejection::missing("id", shape_name)),
-        _ => match &ingest.webhook_id {
-            Some(h) => (h.clone(), IdSource::WebhookIdHeader),
-            None => (
-                Cow::Owned(Uuid::new_v5(&DERIVED_ID_NAMESPACE, body).to_string()),
-                IdSource::Derived,
-            ),
-        },
+        _ => (
+            Cow::Owned(Uuid::new_v5(&DERIVED_ID_NAMESPACE, body).to_string()),
+            IdSource::Derived,
+        ),
     };
 
-    let (time, time_source) = match optional_str(top, "generatedDate")? {
-        Some(date) => match timestamp::parse_millis(&date) {
-            Some(ms) => (ms, TimeSource::Event),
-            None => {
-                return Err(Rejection::new(
-                    RejectReason::InvalidField,
-                    format!(
-                        "`generatedDate` {} is not an ISO-8601 date-time",
-                        excerpt(&date)
-                    ),
-                ));
-            }
-        },
+    // The text is kept as sent (`time` holds UTC milliseconds only); one
+    // that does not parse costs the event its time, not the event itself.
+    let time_original = generated_date(top)?;
+    let (time, time_source) = match time_original.as_deref().and_then(timestamp::parse_millis) {
+        Some(ms) => (ms, TimeSource::Event),
         None => (ingest.timestamp, TimeSource::Ingest),
     };
 
@@ -270,7 +288,19 @@ fn event_like<'a>(
         datacontenttype: Cow::Borrowed(PAYLOAD_CONTENT_TYPE),
         payload: Cow::Borrowed(payload.get()),
         ingest,
+        time_original,
+        redacted_paths: Vec::new(),
     })
+}
+
+/// `generatedDate` as sent: a string's text, any other non-null value's
+/// JSON text (it cannot be a date, but it is what Codat sent).
+fn generated_date<'a>(top: &RawObject<'a>) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match top.get("generatedDate") {
+        Some(raw) if raw_json::kind(raw) == Kind::String => optional_str(top, "generatedDate"),
+        Some(raw) if raw_json::kind(raw) != Kind::Null => Ok(Some(Cow::Borrowed(raw.get()))),
+        _ => Ok(None),
+    }
 }
 
 /// A string member, or None when absent or null.
@@ -336,6 +366,43 @@ mod tests {
         assert_eq!(env.extensions, None);
     }
 
+    /// Issue 12, item 4: only UTC milliseconds were kept (`.0154237Z`
+    /// became `.015`, `+01:00` was gone), and a generatedDate that did not
+    /// parse dead-lettered a real event.
+    #[test]
+    fn generated_date_text_is_kept_and_a_bad_one_costs_only_the_time() {
+        let env = ok(
+            r#"{"id":"e","eventType":"a.b","generatedDate":"2024-08-08T18:10:34.0154237+01:00","payload":{}}"#,
+        );
+        assert_eq!(
+            (env.time, env.time_source),
+            (1_723_137_034_015, TimeSource::Event)
+        );
+        assert_eq!(
+            env.time_original.as_deref(),
+            Some("2024-08-08T18:10:34.0154237+01:00")
+        );
+        for (date, text) in [
+            (r#""soon""#, "soon"),
+            ("20240808", "20240808"),
+            (r#""""#, ""),
+        ] {
+            let body =
+                format!(r#"{{"id":"e","eventType":"a.b","generatedDate":{date},"payload":{{}}}}"#);
+            let env = normalize(body.as_bytes(), &(), &INGEST, opts()).unwrap();
+            assert_eq!(
+                (env.time, env.time_source),
+                (INGEST.timestamp_ms, TimeSource::Ingest)
+            );
+            assert_eq!(env.time_original.as_deref(), Some(text));
+        }
+        let env = ok(r#"{"id":"e","eventType":"a.b","generatedDate":null,"payload":{}}"#);
+        assert_eq!(
+            (env.time_source, env.time_original),
+            (TimeSource::Ingest, None)
+        );
+    }
+
     #[test]
     fn unknown_well_formed_types_pass_through() {
         let env = ok(r#"{"id":"e1","eventType":"brand.new.thing","payload":{}}"#);
@@ -389,6 +456,26 @@ mod tests {
         assert!(Uuid::parse_str(&a.id).is_ok());
     }
 
+    /// Issue 12, item 5: an event body without `id` was rejected even when
+    /// the delivery's `webhook-id` header named it.
+    #[test]
+    fn event_without_id_takes_the_webhook_id_header() {
+        let body =
+            br#"{"eventType":"connection.failed","payload":{"referenceCompany":{"id":"co"}}}"#;
+        let headers = [("webhook-id", "msg_9")];
+        let env = normalize(body, &headers[..], &INGEST, opts()).unwrap();
+        assert_eq!(
+            (env.id.as_ref(), env.id_source),
+            ("msg_9", IdSource::WebhookIdHeader)
+        );
+        let body = br#"{"id":"","eventType":"a.b","payload":{}}"#;
+        let env = normalize(body, &headers[..], &INGEST, opts()).unwrap();
+        assert_eq!(env.id, "msg_9");
+        let with_id = br#"{"id":"e1","eventType":"a.b","payload":{}}"#;
+        let env = normalize(with_id, &headers[..], &INGEST, opts()).unwrap();
+        assert_eq!((env.id.as_ref(), env.id_source), ("e1", IdSource::Body));
+    }
+
     #[test]
     fn rejections_have_the_documented_reasons() {
         assert_eq!(reason(b"\xff\xfe"), RejectReason::InvalidUtf8);
@@ -420,10 +507,6 @@ mod tests {
         );
         assert_eq!(
             reason(br#"{"id":"1","eventType":"a.b","payload":"x"}"#),
-            RejectReason::InvalidField
-        );
-        assert_eq!(
-            reason(br#"{"id":"1","eventType":"a.b","generatedDate":"soon","payload":{}}"#),
             RejectReason::InvalidField
         );
         assert_eq!(
@@ -485,6 +568,68 @@ mod tests {
         assert_eq!(env.routing_key(), "cl");
         let env = ok(r#"{"id":"e","eventType":"client.rateLimit.reached","payload":{}}"#);
         assert_eq!(env.routing_key(), "e");
+    }
+
+    /// Issue 12, item 2: the bank-feed company keys the record (per-company order).
+    #[test]
+    fn bank_feed_company_id_keys_the_record() {
+        let env = ok(
+            r#"{"id":"e","eventType":"bankFeeds.sourceAccount.connected","payload":{"companyId":"co","connectionId":"dc"}}"#,
+        );
+        assert_eq!(env.company_id.as_deref(), Some("co"));
+        assert_eq!(env.subject.as_deref(), Some("co"));
+        assert_eq!(env.routing_key(), "co");
+    }
+
+    /// Issue 12, item 7: personal data in payloads could not be kept out
+    /// of the envelope topics. The same paths redact legacy and event bodies.
+    #[test]
+    fn redaction_applies_to_legacy_and_event_payloads_alike() {
+        use crate::config::Secret;
+        use crate::redact::RedactMode;
+        let redact = |mode| {
+            &*Box::leak(Box::new(NormalizeOptions {
+                redact: Redaction {
+                    paths: vec![
+                        "referenceCompany.name".into(),
+                        "referenceCompany.description".into(),
+                    ],
+                    mode,
+                },
+                ..NormalizeOptions::default()
+            }))
+        };
+        let event = br#"{"id":"e","eventType":"read.completed","payload":{"referenceCompany":{"id":"co","name":"Toft stores","description":"d"}}}"#;
+        let legacy = br#"{"RuleType":"New company synchronised","AlertId":"a","CompanyId":"co","Data":{"companyName":"Toft stores"}}"#;
+        let removing = redact(RedactMode::Remove);
+        let env = normalize(event, &(), &INGEST, removing).unwrap();
+        assert_eq!(env.payload, r#"{"referenceCompany":{"id":"co"}}"#);
+        assert_eq!(
+            env.redacted_paths,
+            ["referenceCompany.name", "referenceCompany.description"]
+        );
+        let env = normalize(legacy, &(), &INGEST, removing).unwrap();
+        assert!(!env.payload.contains("Toft"), "{}", env.payload);
+        assert_eq!(env.redacted_paths, ["referenceCompany.name"]);
+
+        let hashing = redact(RedactMode::Hash(Secret::new("k")));
+        let from_event = normalize(event, &(), &INGEST, hashing).unwrap();
+        let from_legacy = normalize(legacy, &(), &INGEST, hashing).unwrap();
+        let name = |e: &Envelope| {
+            serde_json::from_str::<serde_json::Value>(&e.payload).unwrap()["referenceCompany"]["name"].clone()
+        };
+        assert_eq!(name(&from_event), name(&from_legacy), "joins still work");
+        assert!(
+            name(&from_event)
+                .as_str()
+                .unwrap()
+                .starts_with("hmac-sha256:")
+        );
+
+        // Off by default: the payload is borrowed from the body, untouched.
+        let env = ok(r#"{"id":"e","eventType":"a.b","payload":{"referenceCompany":{"name":"n"}}}"#);
+        assert!(matches!(env.payload, Cow::Borrowed(_)));
+        assert!(env.redacted_paths.is_empty());
     }
 
     fn assert_all_rejected(cases: &[&'static [u8]], want: RejectReason) {

@@ -252,6 +252,8 @@ pub enum OutJson<'a> {
     Str(Cow<'a, str>),
     /// A boolean.
     Bool(bool),
+    /// An integer.
+    Int(i64),
     /// An object, members in insertion order.
     Object(Vec<(Cow<'a, str>, OutJson<'a>)>),
     /// An array.
@@ -370,6 +372,7 @@ impl PartialEq for OutJson<'_> {
             (OutJson::Raw(a), OutJson::Raw(b)) => a.get() == b.get(),
             (OutJson::Str(a), OutJson::Str(b)) => a == b,
             (OutJson::Bool(a), OutJson::Bool(b)) => a == b,
+            (OutJson::Int(a), OutJson::Int(b)) => a == b,
             (OutJson::Object(a), OutJson::Object(b)) => a == b,
             (OutJson::Array(a), OutJson::Array(b)) => a == b,
             _ => false,
@@ -383,6 +386,7 @@ impl Serialize for OutJson<'_> {
             OutJson::Raw(raw) => raw.serialize(s),
             OutJson::Str(v) => s.serialize_str(v),
             OutJson::Bool(v) => s.serialize_bool(*v),
+            OutJson::Int(v) => s.serialize_i64(*v),
             OutJson::Object(members) => {
                 let mut map = s.serialize_map(Some(members.len()))?;
                 for (k, v) in members {

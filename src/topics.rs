@@ -11,37 +11,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{Settings, TopicSettings};
-use crate::event_type::CATALOG;
-
-/// Data types Codat publishes `{dataType}.write.*` events for.
-pub const WRITE_DATA_TYPES: &[&str] = &[
-    "bills",
-    "bankTransactions",
-    "items",
-    "suppliers",
-    "directCosts",
-    "invoices",
-    "bankAccounts",
-    "purchaseOrders",
-    "billPayments",
-    "directIncomes",
-    "journalEntries",
-    "chartOfAccounts",
-    "billCreditNotes",
-    "creditNotes",
-    "customers",
-    "journals",
-    "transfers",
-    "payments",
-];
+use crate::event_type::{CATALOG, WRITE_DATA_TYPES, WRITE_OUTCOMES};
 
 /// Every event type known in advance: the catalog, the data-type writes and
 /// codat-stream's own connection type.
 pub fn known_event_types() -> Vec<String> {
-    let mut types: Vec<String> = CATALOG.iter().map(|t| (*t).to_owned()).collect();
+    let mut types: Vec<String> = CATALOG.iter().map(|(t, _)| (*t).to_owned()).collect();
     for dt in WRITE_DATA_TYPES {
-        types.push(format!("{dt}.write.successful"));
-        types.push(format!("{dt}.write.unsuccessful"));
+        for outcome in WRITE_OUTCOMES {
+            types.push(format!("{dt}.write.{outcome}"));
+        }
     }
     types.push(crate::legacy::mapping::CONNECTION_OTHER_TRANSITION.to_owned());
     types

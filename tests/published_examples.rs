@@ -114,6 +114,25 @@ fn every_published_example_normalises_as_expected() {
     }
 }
 
+/// Issue 12, item 6: every type the OpenAPI publishes an example for is
+/// in the catalog, cited as the OpenAPI's.
+#[test]
+fn every_openapi_example_type_is_catalogued_from_the_openapi() {
+    use codat_stream::event_type::{self, CATALOG, Published};
+    for entry in std::fs::read_dir(fixtures().join("openapi")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let t = name.split("--").next().unwrap();
+        let listed = CATALOG.iter().find(|(c, _)| *c == t).map(|(_, p)| *p);
+        match event_type::write_data_type(t) {
+            Some(_) => assert!(event_type::is_catalogued(t), "{t}"),
+            None if t.contains('.') || t == "AccountCategoriesUpdated" => {
+                assert_eq!(listed, Some(Published::OpenApi), "{t}")
+            }
+            None => {} // a legacy rule name, not an event type
+        }
+    }
+}
+
 #[test]
 fn legacy_examples_keep_every_field_somewhere() {
     // Each legacy field must appear in an envelope field, the payload or the

@@ -89,6 +89,7 @@ pub(super) fn environment(env: impl IntoIterator<Item = (String, String)>) -> co
         .list_separator(",")
         .with_list_parse_key("ingest.topics")
         .with_list_parse_key("output.drop_headers")
+        .with_list_parse_key("normalize.redact")
         .try_parsing(true)
         .source(Some(env))
 }

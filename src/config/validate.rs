@@ -85,6 +85,7 @@ impl Settings {
         check_http_and_metrics(self, &mut p);
         check_registry(self, &mut p);
         check_formats(self, &mut p);
+        check_redaction(self, &mut p);
         p.into_result()
     }
 }
@@ -252,6 +253,23 @@ fn check_topic_creation(s: &Settings, p: &mut Problems) {
         wide(s.normalize.max_body_bytes),
         1..=1_000_000_000,
     );
+}
+
+fn check_redaction(s: &Settings, p: &mut Problems) {
+    let n = &s.normalize;
+    for (i, path) in n.redact.iter().enumerate() {
+        if let Some(problem) = crate::redact::path_problem(path) {
+            p.add(format!("normalize.redact[{i}] {problem}"));
+        }
+    }
+    match n.redact_mode.as_str() {
+        "remove" => {}
+        "hash" if n.redact_key.is_empty() => {
+            p.add("normalize.redact_key must be set when normalize.redact_mode is \"hash\"")
+        }
+        "hash" => {}
+        _ => p.add("normalize.redact_mode must be \"remove\" or \"hash\""),
+    }
 }
 
 fn check_pipeline(s: &Settings, p: &mut Problems) {

@@ -42,7 +42,16 @@ pub enum Constant {
     Bool(bool),
     /// A JSON string.
     Str(&'static str),
+    /// A JSON integer.
+    Int(i64),
 }
+
+/// `read.completed`'s dataset status for a sync that completed: the
+/// OpenAPI's replication notes for DataSyncCompleted and DatasetDataChanged
+/// say to check `dataTypes[].status` is "Success", but the status enum
+/// (ReadCompletedWebhook, "Dataset status") has no such value and its
+/// example carries "Complete": the schema decides.
+pub const READ_STATUS_COMPLETE: Constant = Constant::Str("Complete");
 
 /// One legacy rule type.
 #[derive(Debug)]
@@ -72,7 +81,10 @@ pub const RULES: &[RuleRow] = &[
         ],
         type_rule: TypeRule::Fixed("client.rateLimit.reached"),
         layout: Layout::RateLimit,
-        constants: &[],
+        // The quota is used up when the limit is reached: the OpenAPI's
+        // client.rateLimit.reached example carries `quotaRemaining: 0`,
+        // which the legacy body leaves out.
+        constants: &[("quotaRemaining", Constant::Int(0))],
     },
     RuleRow {
         name: "ClientRateLimitReset",
@@ -100,7 +112,7 @@ pub const RULES: &[RuleRow] = &[
         spellings: &["Data sync completed", "DataSyncCompleted"],
         type_rule: TypeRule::Fixed("read.completed"),
         layout: Layout::Read,
-        constants: &[],
+        constants: &[("dataTypes[].status", READ_STATUS_COMPLETE)],
     },
     RuleRow {
         name: "DataSyncStatusChangedToError",
@@ -118,7 +130,10 @@ pub const RULES: &[RuleRow] = &[
         spellings: &["Dataset data changed", "DatasetDataChanged"],
         type_rule: TypeRule::Fixed("read.completed"),
         layout: Layout::Read,
-        constants: &[("dataTypes[].recordsModified", Constant::Bool(true))],
+        constants: &[
+            ("dataTypes[].status", READ_STATUS_COMPLETE),
+            ("dataTypes[].recordsModified", Constant::Bool(true)),
+        ],
     },
     RuleRow {
         name: "NewCompanySynchronized",
@@ -130,6 +145,8 @@ pub const RULES: &[RuleRow] = &[
         ],
         type_rule: TypeRule::Fixed("read.completed.initial"),
         layout: Layout::Read,
+        // No status: the rule covers every data type of the first sync,
+        // of which only "at least one" succeeded (the OpenAPI's words).
         constants: &[],
     },
     RuleRow {
@@ -236,7 +253,9 @@ pub const CONNECTION_TRANSITIONS: &[(Status, Status, &str)] = &[
 /// `payload.connection.status` holds the new one.
 pub const CONNECTION_OTHER_TRANSITION: &str = "connection.statusChanged";
 
-/// PushOperationStatusChanged: `Data.status` -> type suffix after `{dataType}.`.
+/// PushOperationStatusChanged: `Data.status` -> type suffix after
+/// `{dataType}.`, and who named it (CODAT_CATALOG becomes CODAT_UNLISTED
+/// for a data type outside `event_type::WRITE_DATA_TYPES`).
 pub const PUSH_STATUSES: &[(&str, &str, TypeOrigin)] = &[
     ("Success", "write.successful", TypeOrigin::CodatCatalog),
     ("Successful", "write.successful", TypeOrigin::CodatCatalog),
@@ -259,12 +278,16 @@ pub enum Source {
 }
 
 /// Legacy field -> event payload path (`a.b`, `[]` = first array element),
-/// per layout; keys are matched without regard to ASCII case.
+/// per layout; keys are matched without regard to ASCII case. Older legacy
+/// bodies carry `Data.companyName`: it goes to `referenceCompany.name` in
+/// every layout with a company, where event payloads have it (and where
+/// `normalize.redact` finds it in either shape).
 pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
     use Source::{Data, Top};
     match layout {
         Layout::Connection => &[
             (Top("CompanyId"), "referenceCompany.id"),
+            (Data("companyName"), "referenceCompany.name"),
             (Top("DataConnectionId"), "connection.id"),
             (Data("dataConnectionId"), "connection.id"),
             (Data("newStatus"), "connection.status"),
@@ -279,6 +302,7 @@ pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
         ],
         Layout::Write => &[
             (Top("CompanyId"), "referenceCompany.id"),
+            (Data("companyName"), "referenceCompany.name"),
             (Top("DataConnectionId"), "connectionId"),
             (Data("pushOperationKey"), "id"),
             (Data("pushOperationGuid"), "id"),
@@ -286,6 +310,7 @@ pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
         ],
         Layout::ExpensesSync => &[
             (Top("CompanyId"), "referenceCompany.id"),
+            (Data("companyName"), "referenceCompany.name"),
             (Data("syncId"), "syncId"),
         ],
         Layout::RateLimit => &[
@@ -295,6 +320,7 @@ pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
         ],
         Layout::AccountCategories => &[
             (Top("CompanyId"), "referenceCompany.id"),
+            (Data("companyName"), "referenceCompany.name"),
             (Data("modifiedDate"), "modifiedDate"),
         ],
     }

@@ -178,6 +178,7 @@ pub fn rewrite<'a>(body: &RawObject<'a>) -> Result<LegacyEvent<'a>, Rejection> {
         let value = match constant {
             Constant::Bool(b) => OutJson::Bool(*b),
             Constant::Str(s) => OutJson::Str(Cow::Borrowed(s)),
+            Constant::Int(n) => OutJson::Int(*n),
         };
         payload.set_path(path, value);
     }
@@ -216,10 +217,17 @@ fn event_type_for<'a>(
     data: &Members<'_, 'a>,
     data_type: Option<&str>,
 ) -> Result<(Cow<'a, str>, TypeOrigin), Rejection> {
-    let write_type = |suffix: &str| -> Result<Cow<'a, str>, Rejection> {
+    // A write outcome the guide maps is Codat's only for the data types
+    // Codat publishes write events for; any other data type is unlisted.
+    let write_type = |suffix: &str, origin: TypeOrigin| {
         let dt = data_type
             .ok_or_else(|| Rejection::missing("Data.dataType", &format!("{} legacy", rule.name)))?;
-        Ok(Cow::Owned(format!("{dt}.{suffix}")))
+        let t = format!("{dt}.{suffix}");
+        let origin = match origin {
+            TypeOrigin::CodatCatalog => event_type::origin_of_codat_type(&t),
+            own => own,
+        };
+        Ok::<_, Rejection>((Cow::Owned(t), origin))
     };
     Ok(match rule.type_rule {
         TypeRule::Fixed(t) => (Cow::Borrowed(t), event_type::origin_of_codat_type(t)),
@@ -236,9 +244,9 @@ fn event_type_for<'a>(
             let status = data.peek_str("status", "Data.status")?;
             let (suffix, origin) =
                 mapping::push_status_suffix(status.as_ref().map(|(_, s)| s.as_ref()));
-            (write_type(suffix)?, origin)
+            write_type(suffix, origin)?
         }
-        TypeRule::PushTimedOut => (write_type("write.unsuccessful")?, TypeOrigin::CodatCatalog),
+        TypeRule::PushTimedOut => write_type("write.unsuccessful", TypeOrigin::CodatCatalog)?,
     })
 }
 
@@ -316,6 +324,25 @@ mod tests {
         }
     }
 
+    /// Issue 12, item 6: a push for a data type outside the OpenAPI's 18
+    /// was labelled CODAT_CATALOG.
+    #[test]
+    fn push_of_an_unpublished_data_type_is_unlisted() {
+        let (ev, _) = run(r#"{"RuleType":"PushOperationStatusChanged","AlertId":"a",
+            "Data":{"dataType":"widgets","status":"Success"}}"#)
+        .unwrap();
+        assert_eq!(ev.event_type, "widgets.write.successful");
+        assert_eq!(ev.type_origin, TypeOrigin::CodatUnlisted);
+        let (ev, _) =
+            run(r#"{"RuleType":"Push Operation Timed Out","AlertId":"a","Data":{"dataType":"widgets"}}"#)
+                .unwrap();
+        assert_eq!(ev.type_origin, TypeOrigin::CodatUnlisted);
+        let (ev, _) = run(r#"{"RuleType":"PushOperationStatusChanged","AlertId":"a",
+            "Data":{"dataType":"widgets","status":"Pending"}}"#)
+        .unwrap();
+        assert_eq!(ev.type_origin, TypeOrigin::CodatStream);
+    }
+
     #[test]
     fn push_without_data_type_is_a_missing_field() {
         let err =
@@ -345,6 +372,38 @@ mod tests {
             ev.legacy.unmapped.as_deref(),
             Some(r#"{"Data":{"ResetReason":"new day"}}"#)
         );
+    }
+
+    /// Issue 12, item 3: rewritten read bodies carried no status, so a
+    /// subscriber replicating DataSyncCompleted / DatasetDataChanged the
+    /// OpenAPI's way (check `dataTypes[].status`) dropped them all.
+    #[test]
+    fn completed_syncs_carry_the_read_status_and_reached_limits_no_quota() {
+        for (rule, modified) in [
+            ("Data sync completed", None),
+            ("Dataset data changed", Some(true)),
+        ] {
+            let body = format!(
+                r#"{{"RuleType":"{rule}","AlertId":"a","CompanyId":"c","Data":{{"dataType":"invoices"}}}}"#
+            );
+            let (_, p) = run(Box::leak(body.into_boxed_str())).unwrap();
+            assert_eq!(p["dataTypes"][0]["status"], "Complete", "{rule}");
+            assert_eq!(
+                p["dataTypes"][0]
+                    .get("recordsModified")
+                    .and_then(|v| v.as_bool()),
+                modified
+            );
+        }
+        // A status the body carries wins over the implied one.
+        let (_, p) = run(r#"{"RuleType":"DataSyncCompleted","AlertId":"a",
+            "Data":{"dataType":"invoices","datasetStatus":"Fetching"}}"#)
+        .unwrap();
+        assert_eq!(p["dataTypes"][0]["status"], "Fetching");
+        let (_, p) =
+            run(r#"{"RuleType":"Rate Limit Reached","AlertId":"a","Data":{"DailyQuota":5}}"#)
+                .unwrap();
+        assert_eq!(p, serde_json::json!({"dailyQuota":5,"quotaRemaining":0}));
     }
 
     #[test]
