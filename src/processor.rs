@@ -617,3 +617,145 @@ pub fn shape_label(shape: Shape) -> &'static str {
         Shape::Generic => "generic",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::IngestMeta;
+    use crate::offsets::OffsetTracker;
+
+    const EVENT: &[u8] =
+        br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"c"}}}"#;
+
+    struct Fixture {
+        settings: &'static Settings,
+        processor: Processor<'static>,
+        runtime: tokio::runtime::Runtime,
+    }
+
+    fn fixture() -> Fixture {
+        let mut settings = Settings::default();
+        settings.topics.create = false;
+        let settings: &'static Settings = Box::leak(Box::new(settings));
+        let metrics = Box::leak(Box::new(Metrics::new().unwrap()));
+        let health = Box::leak(Box::new(Health::default()));
+        Fixture {
+            settings,
+            processor: Processor::new(settings, metrics, health).unwrap(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    impl Fixture {
+        fn process(&mut self, value: &[u8]) -> Prepared {
+            let input = Input {
+                key: Some(b"k"),
+                value: Some(value),
+                headers: &[],
+                ingest: IngestMeta {
+                    topic: "in",
+                    partition: 0,
+                    offset: 1,
+                    timestamp_ms: 1,
+                },
+            };
+            let never = futures::future::pending::<()>();
+            self.runtime
+                .block_on(self.processor.process(&input, &never))
+                .unwrap()
+        }
+
+        /// The broker refuses `prepared` with `code`: what replaces it.
+        fn refuse(
+            &mut self,
+            prepared: Prepared,
+            code: RDKafkaErrorCode,
+        ) -> Result<Prepared, Box<Refusal<Delivered>>> {
+            let ticket = OffsetTracker::new().consumed(("in".into(), 0), 1);
+            let token = Delivered {
+                ticket,
+                prepared_kind: prepared.kind,
+                consumed_at: std::time::Instant::now(),
+                input: prepared.input,
+            };
+            let refusal = Refusal::synthetic(token, prepared.record, code);
+            let never = futures::future::pending::<()>();
+            let replaced = self
+                .runtime
+                .block_on(self.processor.replacement(refusal, &never));
+            replaced.map(|p| p.expect("no hold without a broker"))
+        }
+    }
+
+    fn form(p: &Prepared) -> Option<DeadLetterForm> {
+        match &p.kind {
+            OutputKind::DeadLetter { form, .. } => Some(*form),
+            OutputKind::Envelope { .. } => None,
+        }
+    }
+
+    /// Review of issue 9: the refuse -> shorten -> hold chain had no test.
+    #[test]
+    fn a_dead_letter_refused_for_its_size_shrinks_then_is_held() {
+        let mut f = fixture();
+        let full = f.process(b"not json");
+        assert_eq!(form(&full), Some(DeadLetterForm::Full));
+        let size = RDKafkaErrorCode::MessageSizeTooLarge;
+        let truncated = f.refuse(full, size).ok().unwrap();
+        assert_eq!(form(&truncated), Some(DeadLetterForm::Truncated));
+        let bare = f.refuse(truncated, size).ok().unwrap();
+        assert_eq!(form(&bare), Some(DeadLetterForm::Bare));
+        assert_eq!((&bare.record.key, &bare.record.value), (&None, &None));
+        assert!(f.refuse(bare, size).is_err(), "nothing smaller: held");
+        let other = f.process(b"not json");
+        let auth = RDKafkaErrorCode::TopicAuthorizationFailed;
+        assert!(
+            f.refuse(other, auth).is_err(),
+            "the dead-letter topic refusing is held"
+        );
+    }
+
+    /// Review of issue 9: an envelope its topic refuses goes to the
+    /// catch-all topic (its type too), and only then is dead-lettered.
+    #[test]
+    fn an_envelope_its_topic_refuses_goes_to_the_catch_all_then_the_dlq() {
+        let mut f = fixture();
+        let own = f.process(EVENT);
+        assert_eq!(own.record.topic, "codat.connection.failed");
+        let auth = RDKafkaErrorCode::TopicAuthorizationFailed;
+        let caught = f.refuse(own, auth).ok().unwrap();
+        assert_eq!(caught.record.topic, f.settings.output.catch_all_topic);
+        assert_eq!(
+            f.process(EVENT).record.topic,
+            f.settings.output.catch_all_topic,
+            "the type stays re-routed"
+        );
+        let dead = f
+            .refuse(caught, RDKafkaErrorCode::UnknownTopic)
+            .ok()
+            .unwrap();
+        assert_eq!(dead.record.topic, f.settings.output.dead_letter_topic);
+        match dead.kind {
+            OutputKind::DeadLetter { rejection, .. } => {
+                assert_eq!(rejection.reason, RejectReason::ProduceRefused)
+            }
+            OutputKind::Envelope { .. } => panic!("expected a dead letter"),
+        }
+    }
+
+    #[test]
+    fn an_envelope_refused_for_its_size_is_dead_lettered() {
+        let mut f = fixture();
+        let own = f.process(EVENT);
+        let dead = f
+            .refuse(own, RDKafkaErrorCode::MessageSizeTooLarge)
+            .ok()
+            .unwrap();
+        assert_eq!(dead.record.topic, f.settings.output.dead_letter_topic);
+        assert_eq!(form(&dead), Some(DeadLetterForm::Full));
+        assert_eq!(dead.record.value.as_deref(), Some(EVENT));
+    }
+}

@@ -2,7 +2,8 @@
 //! one output, whatever the record holds: arbitrary key, headers (keys and
 //! values as raw bytes, including non-UTF-8 and null) and value (including
 //! null). Runs `Processor::process` itself, with topic creation off and no
-//! registry, so no network is involved.
+//! registry, so no network is involved. Values range from empty to past
+//! the 1 MiB body limit, so the size checks and shortened dead letters run.
 
 use codat_stream::config::Settings;
 use codat_stream::metrics::Metrics;
@@ -25,13 +26,27 @@ fn header() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {
     )
 }
 
+const EVENT: &[u8] =
+    br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"c"}}}"#;
+
+/// A valid event padded to about `len` bytes: around the 1,000,000-byte
+/// producer limit and the 1 MiB body limit.
+fn padded_event(len: usize) -> Vec<u8> {
+    format!(
+        r#"{{"id":"e","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"c"}},"pad":"{}"}}}}"#,
+        "x".repeat(len.saturating_sub(100))
+    )
+    .into_bytes()
+}
+
 fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
     let body = prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..200),
-        Just(br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"c"}}}"#.to_vec()),
-        Just(br#"{"id":"e","eventType":"dlq","payload":{}}"#.to_vec()),
-        Just(br#"{"RuleType":"Rate Limit Reached","AlertId":"a","Data":{"\ud800":1}}"#.to_vec()),
-        "[ -~]{0,120}".prop_map(String::into_bytes),
+        1 => (990_000usize..1_100_000).prop_map(padded_event),
+        10 => proptest::collection::vec(any::<u8>(), 0..200),
+        20 => Just(EVENT.to_vec()),
+        5 => Just(br#"{"id":"e","eventType":"dlq","payload":{}}"#.to_vec()),
+        5 => Just(br#"{"RuleType":"Rate Limit Reached","AlertId":"a","Data":{"\ud800":1}}"#.to_vec()),
+        10 => "[ -~]{0,120}".prop_map(String::into_bytes),
     ];
     proptest::option::of(body)
 }
@@ -59,7 +74,7 @@ thread_local! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
     #[test]
     fn any_record_gives_one_output(
         key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
@@ -80,6 +95,13 @@ proptest! {
         })
         .expect("no hold without a broker or registry");
         let record = prepared.record;
+        let keys_ok = headers.iter().all(|(k, _)| std::str::from_utf8(k).is_ok());
+        if value.as_deref() == Some(EVENT) && keys_ok {
+            prop_assert!(
+                matches!(prepared.kind, OutputKind::Envelope { .. }),
+                "a valid event with UTF-8 header keys is an envelope"
+            );
+        }
         prop_assert!(record.wire_size() <= settings.max_message_bytes());
         match prepared.kind {
             OutputKind::Envelope { .. } => {
