@@ -93,8 +93,21 @@ impl EnvelopeCodec {
         self.schema
     }
 
-    /// Appends the Avro binary encoding of `envelope` to `out`.
+    /// Appends the Avro binary encoding of `envelope` to `out`, with the
+    /// direct writer ([`crate::avro_writer`]): byte-identical to apache-avro's.
     pub fn encode_into(&self, envelope: &Envelope<'_>, out: &mut Vec<u8>) -> Result<(), AvroError> {
+        crate::avro_writer::write_envelope(envelope, out);
+        Ok(())
+    }
+
+    /// Appends apache-avro's own encoding of `envelope`: the reference the
+    /// direct writer is tested against.
+    #[doc(hidden)]
+    pub fn encode_with_apache_avro(
+        &self,
+        envelope: &Envelope<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvroError> {
         self.writer
             .write_ser(out, envelope)
             .map(|_| ())

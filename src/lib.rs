@@ -5,6 +5,7 @@
 //! [`rejection::Rejection`] out, with no I/O.
 
 pub mod avro_fingerprint;
+pub mod avro_writer;
 pub mod backoff;
 pub mod body_file;
 pub mod config;
