@@ -600,6 +600,13 @@ impl Connector {
         Metrics::parse(&body)
     }
 
+    /// The sum of metric `name`'s samples, or 0 while /metrics does not answer yet.
+    pub fn metric(&self, name: &str) -> f64 {
+        self.get("/metrics")
+            .filter(|(status, _)| *status == 200)
+            .map_or(0.0, |(_, body)| Metrics::parse(&body).sum(name, &[]))
+    }
+
     /// Whether some log line's message contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.log
@@ -894,5 +901,69 @@ impl Metrics {
         v.sort();
         v.dedup();
         v
+    }
+}
+
+/// The offsets `group` has committed on partitions `0..partitions` of
+/// `topic`, asked of the broker (partitions with none are left out).
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let Ok(got) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
+        return BTreeMap::new();
+    };
+    got.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The sum of the committed offsets: with every partition read from 0, the
+/// number of records the group has committed past.
+pub fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    committed_offsets(bootstrap, group, topic, partitions)
+        .values()
+        .sum()
+}
+
+/// Commits `offsets` (partition, next offset to read) for `group`, as a
+/// previous member would have.
+pub fn commit_offsets(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
+            .unwrap();
+    }
+    consumer
+        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+}
+
+/// Sends `sig` to the connector (SIGINT, SIGTERM, ...).
+pub fn signal(c: &Connector, sig: i32) {
+    unsafe {
+        libc::kill(c.child.id() as i32, sig);
     }
 }
