@@ -117,14 +117,29 @@ fn every_normaliser_reason_is_reachable_through_the_cli() {
         ("body_too_large", &[b'{'; 300]),
         ("invalid_utf8", b"{\"type\":\"a.b\",\"data\":\"\xff\"}"),
         ("invalid_json", b"not json"),
-        ("duplicate_key", br#"{"id":"d","id":"e","eventType":"a.b","payload":{}}"#),
-        ("invalid_string", br#"{"id":"\ud800","eventType":"a.b","payload":{}}"#),
+        (
+            "duplicate_key",
+            br#"{"id":"d","id":"e","eventType":"a.b","payload":{}}"#,
+        ),
+        (
+            "invalid_string",
+            br#"{"id":"\ud800","eventType":"a.b","payload":{}}"#,
+        ),
         ("not_an_object", b"[1]"),
         ("unknown_shape", br#"{"hello":"world"}"#),
         ("missing_field", br#"{"id":"m","eventType":"a.b"}"#),
-        ("invalid_field", br#"{"id":7,"eventType":"a.b","payload":{}}"#),
-        ("invalid_event_type", br#"{"id":"t","eventType":"../x","payload":{}}"#),
-        ("unknown_legacy_rule_type", br#"{"RuleType":"No Such Rule","AlertId":"a"}"#),
+        (
+            "invalid_field",
+            br#"{"id":7,"eventType":"a.b","payload":{}}"#,
+        ),
+        (
+            "invalid_event_type",
+            br#"{"id":"t","eventType":"../x","payload":{}}"#,
+        ),
+        (
+            "unknown_legacy_rule_type",
+            br#"{"RuleType":"No Such Rule","AlertId":"a"}"#,
+        ),
     ];
     let normaliser: std::collections::BTreeSet<&str> = codat_stream::RejectReason::ALL
         .iter()
