@@ -300,3 +300,156 @@ fn the_drain_timeout_passing_exits_1_and_nothing_unacknowledged_is_committed() {
     let seen = read_ids(&bootstrap, &names, &ids, Duration::from_secs(60));
     assert_all_seen(&seen, &ids);
 }
+
+/// Every reason `/readyz` can give for being unready, each caused for
+/// real: start-up waiting for a cluster, an ingest topic that does not
+/// exist yet, every broker unreachable. (Failing to produce:
+/// `a_transient_refusal_is_re_sent_with_its_partition_held_and_readyz_503`;
+/// draining: tests/observability.rs; the registry: tests/kafka_schema_registry.rs.)
+#[test]
+fn readyz_names_each_reason_it_is_not_ready() {
+    let unready = |c: &Connector, reason: &str| {
+        readyz(c).is_some_and(|(s, b)| s == 503 && b.contains(reason))
+    };
+    // Starting: nothing listens at the bootstrap address.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let starting = Connector::start(&nowhere, &Names::new(), &[]);
+    wait_for("/readyz: starting", Duration::from_secs(30), || {
+        unready(&starting, "starting")
+    });
+    drop(starting);
+
+    // The ingest topic does not exist yet, then does.
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    let names = Names::new();
+    let c = Connector::start(&bootstrap, &names, &[NO_CREATE]);
+    wait_for(
+        "/readyz: ingest topic missing",
+        Duration::from_secs(60),
+        || unready(&c, "an ingest topic does not exist"),
+    );
+    mock.create_topic(&names.ingest, 1, 1).unwrap();
+    wait_for("/readyz 200", Duration::from_secs(60), || {
+        readyz(&c).is_some_and(|(s, _)| s == 200)
+    });
+
+    // Every broker unreachable, then back.
+    mock.broker_down(1).unwrap();
+    wait_for(
+        "/readyz: brokers unreachable",
+        Duration::from_secs(60),
+        || unready(&c, "brokers unreachable"),
+    );
+    mock.broker_up(1).unwrap();
+    let (inputs, ids) = ids_and_inputs(3);
+    produce(&bootstrap, &names.ingest, &inputs);
+    let seen = read_ids(&bootstrap, &names, &ids, Duration::from_secs(60));
+    assert_all_seen(&seen, &ids);
+    wait_for("/readyz 200 again", Duration::from_secs(60), || {
+        readyz(&c).is_some_and(|(s, _)| s == 200)
+    });
+}
+
+/// Per ingest partition, records are produced in order, and each company's
+/// envelopes share one output partition: three companies' events
+/// interleaved on one ingest partition come out, per company, in one
+/// output partition and in ingest order.
+#[test]
+fn a_companys_events_share_an_output_partition_in_ingest_order() {
+    let companies = ["co-a", "co-b", "co-c"];
+    let inputs: Vec<Input> = (0..60)
+        .map(|i| {
+            let company = companies[i % 3];
+            Input {
+                key: Some(company.as_bytes().to_vec()),
+                value: format!(
+                    r#"{{"id":"ord-{i:03}","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"{company}"}},"connection":{{"id":"c"}}}}}}"#
+                )
+                .into_bytes(),
+                headers: Vec::new(),
+            }
+        })
+        .collect();
+    let (mock, names) = mock_with(1, &inputs, &[]);
+    let bootstrap = mock.bootstrap_servers();
+    // Output topics are created on first use with several partitions.
+    let _c = Connector::start(&bootstrap, &names, &[NO_CREATE]);
+    let out = read_outputs(&bootstrap, &names, 60, Duration::from_secs(60));
+    assert_eq!(out.len(), 60);
+    let mut per_company: std::collections::BTreeMap<String, Vec<(i32, String)>> =
+        Default::default();
+    for m in &out {
+        use rdkafka::Message;
+        let company = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        per_company
+            .entry(company)
+            .or_default()
+            .push((m.partition(), header_str(m, "ce_id").unwrap()));
+    }
+    let partitions: std::collections::BTreeSet<i32> =
+        out.iter().map(|m| rdkafka::Message::partition(m)).collect();
+    assert!(
+        partitions.len() > 1,
+        "the output topic has several partitions in use: {partitions:?}"
+    );
+    for (company, records) in &per_company {
+        let parts: std::collections::BTreeSet<i32> = records.iter().map(|(p, _)| *p).collect();
+        assert_eq!(parts.len(), 1, "{company} in one partition: {parts:?}");
+        let ids: Vec<&String> = records.iter().map(|(_, id)| id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "{company} in ingest order");
+        assert_eq!(ids.len(), 20);
+    }
+}
+
+/// No webhook content in any log line at any level: bodies carrying
+/// marker strings in company and client names, messages, payload values,
+/// header values and invalid bodies go through the binary at `trace`
+/// level; no line of its output holds a marker.
+#[test]
+fn no_webhook_content_reaches_any_log_line_at_trace_level() {
+    const M: &str = "MRKx7q";
+    let bodies = [
+        format!(
+            r#"{{"ClientId":"cl","ClientName":"{M}-client-name","CompanyId":"co-1","DataConnectionId":"dc","RuleId":"r","RuleType":"Push Operation Status Changed()","AlertId":"a-1","Message":"{M}-message","Data":{{"dataType":"invoices","status":"Success","pushOperationKey":"k","note":"{M}-data"}}}}"#
+        ),
+        format!(
+            r#"{{"id":"e-1","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"co-2","name":"{M}-company-name"}},"connection":{{"id":"c"}}}}}}"#
+        ),
+        format!("{M}-not-json"),
+        format!(r#"{{"{M}-key":"{M}-value"}}"#),
+        format!(r#"{{"id":"d","id":"d","eventType":"a.b","payload":{{"x":"{M}-dup"}}}}"#),
+        format!(r#"{{"id":"e-3","eventType":"connection.failed","payload":"{M}-payload"}}"#),
+        format!(r#"{{"type":"hello.world","data":{{"x":"{M}-generic"}}}}"#),
+        format!(r#"{{"RuleType":"{M} rule","AlertId":"a-9"}}"#),
+    ];
+    let inputs: Vec<Input> = bodies
+        .iter()
+        .map(|b| Input {
+            key: Some(b"k".to_vec()),
+            value: b.clone().into_bytes(),
+            headers: vec![("x-note".into(), Some(format!("{M}-header").into_bytes()))],
+        })
+        .collect();
+    let (mock, names) = mock_with(1, &inputs, &[]);
+    let bootstrap = mock.bootstrap_servers();
+    let mut c = Connector::start(
+        &bootstrap,
+        &names,
+        &[NO_CREATE, ("CODAT_STREAM__LOG__LEVEL", "trace")],
+    );
+    let out = read_outputs(&bootstrap, &names, inputs.len(), Duration::from_secs(60));
+    assert_eq!(out.len(), inputs.len());
+    c.sigterm();
+    assert_eq!(c.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    let log = c.raw_log_text();
+    assert!(
+        log.lines().count() > 20,
+        "trace level logs plenty: {} lines",
+        log.lines().count()
+    );
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains(M)).collect();
+    assert!(leaks.is_empty(), "webhook content in the log: {leaks:#?}");
+}
