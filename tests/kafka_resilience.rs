@@ -16,6 +16,12 @@
 //! consumed count at the moment of the failure, not a count of outputs read
 //! back.
 //!
+//! tansu 0.6 workarounds used here (each documented where it is defined
+//! in tests/support, with what real Kafka does instead): one record per
+//! batch when loading (`produce`), "nudge" records when reading back
+//! (`read_ids_nudged`), a restart only after the crashed member expired
+//! (`wait_group_accepts_new_member`), and the 100 MB `fetch.max.bytes`.
+//!
 //! The connector under attack runs throttled (100 records in flight, 20 ms
 //! producer linger: a few thousand records/s) so that tens of thousands of
 //! records are still flowing when the failure is injected.
