@@ -388,7 +388,7 @@ fn a_companys_events_share_an_output_partition_in_ingest_order() {
             .push((m.partition(), header_str(m, "ce_id").unwrap()));
     }
     let partitions: std::collections::BTreeSet<i32> =
-        out.iter().map(|m| rdkafka::Message::partition(m)).collect();
+        out.iter().map(rdkafka::Message::partition).collect();
     assert!(
         partitions.len() > 1,
         "the output topic has several partitions in use: {partitions:?}"
@@ -452,4 +452,82 @@ fn no_webhook_content_reaches_any_log_line_at_trace_level() {
     );
     let leaks: Vec<&str> = log.lines().filter(|l| l.contains(M)).collect();
     assert!(leaks.is_empty(), "webhook content in the log: {leaks:#?}");
+}
+
+/// Routing settings end to end: a per-type topic override, the catch-all
+/// topic past `output.max_topics` (cause `topic_cap`), and a non-default
+/// `output.drop_headers` (the listed header dropped from envelopes and dead
+/// letters; `authorization`, no longer listed, kept).
+#[test]
+fn overrides_the_topic_cap_and_drop_headers_apply_end_to_end() {
+    let names = Names::new();
+    let alerts = format!("{}.alerts", names.group);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("codat-stream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\nmax_topics = 1\ndrop_headers = [\"x-secret\"]\n\
+             [output.topic_overrides]\n\"connection.failed\" = \"{alerts}\"\n"
+        ),
+    )
+    .unwrap();
+    let headers = vec![
+        ("x-secret".to_owned(), Some(b"s3cr3t".to_vec())),
+        ("authorization".to_owned(), Some(b"Bearer t".to_vec())),
+    ];
+    let bodies = [
+        r#"{"id":"o-1","eventType":"connection.failed","payload":{"referenceCompany":{"id":"co"}}}"#,
+        r#"{"id":"u-1","eventType":"custom.one","payload":{}}"#,
+        r#"{"id":"u-2","eventType":"custom.two","payload":{}}"#,
+        "not json",
+    ];
+    let inputs: Vec<Input> = bodies
+        .iter()
+        .map(|b| Input {
+            key: None,
+            value: b.as_bytes().to_vec(),
+            headers: headers.clone(),
+        })
+        .collect();
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(&names.ingest, 1, 1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, &names.ingest, &inputs);
+    let c = Connector::start_with_config(&bootstrap, &names, &[NO_CREATE], Some(&config));
+    let out = consume_until(
+        &bootstrap,
+        |t| is_output(&names, t) || t == alerts,
+        Duration::from_secs(60),
+        |m| m.len() >= 4,
+    );
+    assert_eq!(out.len(), 4, "log: {}", c.raw_log_text());
+    let by_id: std::collections::HashMap<String, &rdkafka::message::OwnedMessage> =
+        out.iter().map(|m| (output_id(m, &names.dlq), m)).collect();
+    use rdkafka::Message;
+    assert_eq!(by_id["o-1"].topic(), alerts, "per-type override");
+    assert_eq!(
+        by_id["u-1"].topic(),
+        format!("{}custom.one", names.prefix),
+        "the first new type takes the one topic max_topics allows"
+    );
+    assert_eq!(by_id["u-2"].topic(), names.catch_all, "past max_topics");
+    assert_eq!(by_id["not json"].topic(), names.dlq);
+    for m in &out {
+        assert_eq!(header(m, "x-secret"), None, "dropped from {}", m.topic());
+        assert_eq!(
+            header(m, "authorization").as_deref(),
+            Some(b"Bearer t".as_slice()),
+            "kept when not listed: {}",
+            m.topic()
+        );
+    }
+    let metrics = c.metrics();
+    assert_eq!(
+        metrics.sum(
+            "codat_stream_catch_all_routed_total",
+            &[("cause", "topic_cap")]
+        ),
+        1.0
+    );
 }

@@ -531,11 +531,24 @@ pub struct Connector {
 
 impl Connector {
     pub fn start(bootstrap: &str, names: &Names, extra_env: &[(&str, &str)]) -> Connector {
+        Self::start_with_config(bootstrap, names, extra_env, None)
+    }
+
+    /// Like [`Connector::start`], with `run --config FILE` (the environment still wins).
+    pub fn start_with_config(
+        bootstrap: &str,
+        names: &Names,
+        extra_env: &[(&str, &str)],
+        config: Option<&Path>,
+    ) -> Connector {
         let dir = std::env::temp_dir().join(unique("connector-log"));
         let http = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_codat-stream"));
-        cmd.arg("run")
-            .env_clear()
+        cmd.arg("run");
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CODAT_STREAM__KAFKA__BOOTSTRAP_SERVERS", bootstrap)
             .env("CODAT_STREAM__INGEST__TOPICS", &names.ingest)
