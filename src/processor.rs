@@ -509,7 +509,16 @@ impl<'s> Processor<'s> {
                 .inc();
         }
         if !std::mem::replace(&mut self.reasons_seen[reason.index()], true) {
-            warn!(reason = reason.code(), detail = %rejection.message, "dead-lettering records (first of this reason)");
+            // Not the rejection's message: it can quote the body (a legacy
+            // RuleType, say), and no log line carries webhook content. The
+            // message is in the dead letter's `codat_stream.dlq.message`.
+            warn!(
+                reason = reason.code(),
+                topic = input.ingest.topic,
+                partition = input.ingest.partition,
+                offset = input.ingest.offset,
+                "dead-lettering records (first of this reason; the dead letter's codat_stream.dlq.message says why)"
+            );
         }
         debug!(
             reason = reason.code(),

@@ -78,8 +78,11 @@ fn json_lines_keep_order_and_rejections_exit_2() {
     assert_eq!(got[2]["ingest"]["offset"], 2);
 }
 
+/// The sample covers every shape and the rejections a JSON Lines file can
+/// show by example; the reasons it cannot (sizes, bytes, escapes) are fed
+/// by `every_normaliser_reason_is_reachable_through_the_cli`.
 #[test]
-fn the_bundled_sample_covers_every_shape_and_rejection() {
+fn the_bundled_sample_covers_every_shape_and_eight_rejections() {
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/webhooks.jsonl");
     let out = run(&["normalize", sample], b"");
     assert_eq!(out.status.code(), Some(2));
@@ -92,7 +95,66 @@ fn the_bundled_sample_covers_every_shape_and_rejection() {
         .iter()
         .filter_map(|l| l["rejected"]["reason"].as_str())
         .collect();
-    assert_eq!(reasons.len(), 8, "{reasons:?}");
+    let expected: std::collections::BTreeSet<&str> = [
+        "invalid_json",
+        "invalid_event_type",
+        "invalid_field",
+        "invalid_utf8",
+        "missing_field",
+        "not_an_object",
+        "unknown_legacy_rule_type",
+        "unknown_shape",
+    ]
+    .into();
+    assert_eq!(reasons, expected);
+}
+
+/// One body per reason the normaliser can give, through the CLI: the set
+/// of reasons printed is exactly the normaliser's (every one reachable).
+#[test]
+fn every_normaliser_reason_is_reachable_through_the_cli() {
+    let cases: &[(&str, &[u8])] = &[
+        ("body_too_large", &[b'{'; 300]),
+        ("invalid_utf8", b"{\"type\":\"a.b\",\"data\":\"\xff\"}"),
+        ("invalid_json", b"not json"),
+        (
+            "duplicate_key",
+            br#"{"id":"d","id":"e","eventType":"a.b","payload":{}}"#,
+        ),
+        (
+            "invalid_string",
+            br#"{"id":"\ud800","eventType":"a.b","payload":{}}"#,
+        ),
+        ("not_an_object", b"[1]"),
+        ("unknown_shape", br#"{"hello":"world"}"#),
+        ("missing_field", br#"{"id":"m","eventType":"a.b"}"#),
+        (
+            "invalid_field",
+            br#"{"id":7,"eventType":"a.b","payload":{}}"#,
+        ),
+        (
+            "invalid_event_type",
+            br#"{"id":"t","eventType":"../x","payload":{}}"#,
+        ),
+        (
+            "unknown_legacy_rule_type",
+            br#"{"RuleType":"No Such Rule","AlertId":"a"}"#,
+        ),
+    ];
+    let normaliser: std::collections::BTreeSet<&str> = codat_stream::RejectReason::ALL
+        .iter()
+        .filter(|r| r.is_body_reason())
+        .map(|r| r.code())
+        .collect();
+    let fed: std::collections::BTreeSet<&str> = cases.iter().map(|(r, _)| *r).collect();
+    assert_eq!(fed, normaliser, "one case per normaliser reason");
+    for (reason, body) in cases {
+        let out = run(&["normalize", "-", "--max-body-bytes", "200"], body);
+        assert_eq!(out.status.code(), Some(2), "{reason}");
+        let got = lines(&out);
+        assert_eq!(got.len(), 1, "{reason}: {got:?}");
+        assert_eq!(got[0]["rejected"]["reason"], *reason, "{got:?}");
+    }
 }
 
 #[test]

@@ -3,6 +3,25 @@
 //! leaving, SIGTERM under load, and the broker unavailable at start-up and
 //! for a while mid-stream. In each, every input id must reach the output.
 //!
+//! Committing is checked, not assumed: the group's offsets are asked of the
+//! broker, and every output id is counted, so duplicates are bounded (none
+//! after a clean drain; at most what was consumed but not committed after a
+//! kill; at most the records in flight at a hand-over). The group starts
+//! with offset 0 committed on every partition, as if provisioned: a
+//! connector that never commits then re-reads everything, which the
+//! duplicate bounds catch. (`auto.offset.reset = latest` alone would not do:
+//! tansu serves one partition at a time, so partitions the first instance
+//! never reached have no commit and would be skipped by a successor,
+//! whatever the connector did.) "Mid-stream" is the connector's own
+//! consumed count at the moment of the failure, not a count of outputs read
+//! back.
+//!
+//! tansu 0.6 workarounds used here (each documented where it is defined
+//! in tests/support, with what real Kafka does instead): one record per
+//! batch when loading (`produce`), "nudge" records when reading back
+//! (`read_ids_nudged`), a restart only after the crashed member expired
+//! (`wait_group_accepts_new_member`), and the 100 MB `fetch.max.bytes`.
+//!
 //! The connector under attack runs throttled (100 records in flight, 20 ms
 //! producer linger: a few thousand records/s) so that tens of thousands of
 //! records are still flowing when the failure is injected.
@@ -37,6 +56,8 @@ fn load(broker: &Broker, partitions: i32) -> (Names, Vec<String>) {
     let inputs: Vec<Input> = generated.iter().map(|(i, _)| i.clone()).collect();
     produce(&broker.bootstrap(), &names.ingest, &inputs);
     let ids = generated.into_iter().map(|(_, id)| id).collect();
+    let zeros: Vec<(i32, i64)> = (0..partitions).map(|p| (p, 0)).collect();
+    commit_offsets(&broker.bootstrap(), &names.group, &names.ingest, &zeros);
     (names, ids)
 }
 
@@ -53,21 +74,11 @@ fn wait_outputs(broker: &Broker, names: &Names, n: usize, within: Duration) -> u
     got
 }
 
-/// Counts every output record present now (reads until 2 s pass with nothing new).
-fn count_outputs(broker: &Broker, names: &Names) -> usize {
-    let mut last = (0, std::time::Instant::now());
-    consume_until(
-        &broker.bootstrap(),
-        |t| is_output(names, t),
-        Duration::from_secs(120),
-        |m| {
-            if m.len() != last.0 {
-                last = (m.len(), std::time::Instant::now());
-            }
-            last.1.elapsed() > Duration::from_secs(2)
-        },
-    )
-    .len()
+/// How many times each id was seen beyond the first.
+fn duplicates(seen: &std::collections::HashMap<String, usize>, ids: &[String]) -> usize {
+    ids.iter()
+        .map(|id| seen.get(id).copied().unwrap_or(0).saturating_sub(1))
+        .sum()
 }
 
 #[test]
@@ -77,11 +88,16 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
 
     let mut first = Connector::start(&broker.bootstrap(), &names, THROTTLED);
     wait_outputs(&broker, &names, 3_000, Duration::from_secs(60));
+    let consumed_at_kill = first.metric("codat_stream_records_consumed_total");
     first.kill9();
-    let at_kill = count_outputs(&broker, &names);
     assert!(
-        at_kill < RECORDS,
-        "the kill must land mid-stream (had {at_kill} of {RECORDS})"
+        (consumed_at_kill as usize) < RECORDS,
+        "the kill must land mid-stream (had consumed {consumed_at_kill} of {RECORDS})"
+    );
+    let committed_at_kill = committed_total(&broker.bootstrap(), &names.group, &names.ingest, 4);
+    assert!(
+        committed_at_kill > 0,
+        "the first instance committed as it went (every second)"
     );
     // tansu does not start a new generation when a dead member expires
     // after a newcomer has joined, so restart once the crash is detected.
@@ -92,9 +108,18 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
         Duration::from_secs(60),
     );
 
+    // The successor resumes from the committed offsets.
     let second = Connector::start(&broker.bootstrap(), &names, &[]);
     let seen = read_ids_nudged(&broker.bootstrap(), &names, &ids, Duration::from_secs(120));
     assert_all_seen(&seen, &ids);
+    // Duplicates are what was consumed after the last commit: at most the
+    // records consumed but not committed at the kill (plus what the few
+    // milliseconds between reading the count and the kill let in).
+    let dups = duplicates(&seen, &ids);
+    assert!(
+        dups as f64 <= consumed_at_kill - committed_at_kill as f64 + 500.0,
+        "{dups} duplicates; consumed {consumed_at_kill}, committed {committed_at_kill} at the kill"
+    );
     drop(second);
 }
 
@@ -125,8 +150,26 @@ fn a_second_instance_joins_and_leaves_mid_stream() {
         b.raw_log_text()
     );
     // A takes B's partitions back and finishes.
+    wait_for(
+        "A to own all 4 partitions again",
+        Duration::from_secs(60),
+        || a.metric("codat_stream_assigned_partitions") == 4.0,
+    );
+    assert!(
+        a.metrics()
+            .sum("codat_stream_rebalances_total", &[("kind", "revoke")])
+            >= 1.0,
+        "rebalances_total counts A's revoke"
+    );
     let seen = read_ids_nudged(&broker.bootstrap(), &names, &ids, Duration::from_secs(180));
     assert_all_seen(&seen, &ids);
+    // Each hand-over re-reads at most the records the old owner had in
+    // flight (100): A commits what is acknowledged when its partitions are
+    // revoked, B when it leaves. Without those commits the new owner resumes
+    // from the last periodic commit, up to a second (thousands) behind.
+    let dups = duplicates(&seen, &ids);
+    eprintln!("join/leave: {dups} duplicates");
+    assert!(dups <= 300, "{dups} duplicates over two hand-overs");
     a.sigterm();
     assert_eq!(a.wait_exit(Duration::from_secs(40)).code(), Some(0));
 
@@ -140,10 +183,6 @@ fn a_second_instance_joins_and_leaves_mid_stream() {
         "both instances consumed: A {} B {}",
         consumed(&a),
         consumed(&b)
-    );
-    assert!(
-        a.lines("partitions assigned").len() >= 2,
-        "A was assigned again after B left"
     );
 }
 
@@ -166,10 +205,18 @@ fn sigterm_under_load_drains_commits_and_exits_0() {
         stopped["consumed"], stopped["acknowledged"],
         "nothing in flight at exit"
     );
-    let at_stop = count_outputs(&broker, &names);
+    let consumed = stopped["consumed"].as_u64().unwrap() as i64;
     assert!(
-        at_stop < RECORDS,
-        "the stop must land mid-stream (had {at_stop} of {RECORDS})"
+        (consumed as usize) < RECORDS,
+        "the stop must land mid-stream (consumed {consumed} of {RECORDS})"
+    );
+    // Every partition is read from 0 in order, so the committed offsets add
+    // up to what was consumed exactly when everything acknowledged was
+    // committed at shutdown.
+    assert_eq!(
+        committed_total(&broker.bootstrap(), &names.group, &names.ingest, 4),
+        consumed,
+        "committed at shutdown: every acknowledged record, nothing more"
     );
 
     // A successor resumes from the committed offsets: had the first committed
@@ -177,6 +224,8 @@ fn sigterm_under_load_drains_commits_and_exits_0() {
     let _second = Connector::start(&broker.bootstrap(), &names, &[]);
     let seen = read_ids_nudged(&broker.bootstrap(), &names, &ids, Duration::from_secs(120));
     assert_all_seen(&seen, &ids);
+    // A clean drain committed everything it produced: nothing is produced twice.
+    assert_eq!(duplicates(&seen, &ids), 0, "duplicates after a clean drain");
 }
 
 #[test]
@@ -204,7 +253,10 @@ fn broker_unavailable_at_start_and_mid_stream_then_back() {
     connector.wait_started(Duration::from_secs(90));
     wait_outputs(&broker, &names, 3_000, Duration::from_secs(90));
 
-    // Unavailable mid-stream, long enough for deliveries to fail and be re-sent.
+    // Unavailable mid-stream. The producer never times a message out
+    // (message.timeout.ms = 0): librdkafka holds and retries the records
+    // itself, so codat-stream's own re-send path is not reached here; it is
+    // tested with a refusing broker in tests/kafka_mock_cluster.rs.
     proxy.down();
     let signals = |c: &Connector| {
         c.lines("kafka consumer error").len() + c.lines("kafka producer error").len()
@@ -218,4 +270,52 @@ fn broker_unavailable_at_start_and_mid_stream_then_back() {
     proxy.up();
     let seen = read_ids_nudged(&broker.bootstrap(), &names, &ids, Duration::from_secs(240));
     assert_all_seen(&seen, &ids);
+}
+
+/// Loads `part` into the ingest topic; returns its ids.
+fn load_part(broker: &Broker, names: &Names, part: &[(Input, String)]) -> Vec<String> {
+    let inputs: Vec<Input> = part.iter().map(|(i, _)| i.clone()).collect();
+    produce(&broker.bootstrap(), &names.ingest, &inputs);
+    part.iter().map(|(_, id)| id.clone()).collect()
+}
+
+/// The broker restarted with its data (tansu's SQLite store): the records
+/// and the group's committed offsets survive, and a connector started after
+/// the restart resumes from the offsets committed before it: every id, none
+/// of the first 200 twice.
+#[test]
+fn a_broker_restart_with_its_data_loses_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut broker = Broker::start(Storage::Sqlite);
+    let names = Names::new();
+    broker.create_topic(&names.ingest, 2);
+    let generated = generated_inputs(400, 0);
+    let ids_before = load_part(&broker, &names, &generated[..200]);
+    let c = Connector::start(&broker.bootstrap(), &names, &[]);
+    let seen = read_ids_nudged(
+        &broker.bootstrap(),
+        &names,
+        &ids_before,
+        Duration::from_secs(90),
+    );
+    assert_all_seen(&seen, &ids_before);
+    wait_for("200 committed", Duration::from_secs(30), || {
+        committed_total(&broker.bootstrap(), &names.group, &names.ingest, 2) == 200
+    });
+    drop(c);
+
+    broker.stop();
+    broker.restart();
+    assert_eq!(
+        committed_total(&broker.bootstrap(), &names.group, &names.ingest, 2),
+        200,
+        "committed offsets survive the restart"
+    );
+    load_part(&broker, &names, &generated[200..]);
+    let _successor = Connector::start(&broker.bootstrap(), &names, &[]);
+    let all: Vec<String> = generated.iter().map(|(_, id)| id.clone()).collect();
+    let seen = read_ids_nudged(&broker.bootstrap(), &names, &all, Duration::from_secs(90));
+    assert_all_seen(&seen, &all);
+    let dups: usize = ids_before.iter().map(|id| seen[id].saturating_sub(1)).sum();
+    assert_eq!(dups, 0, "nothing before the committed offsets re-read");
 }

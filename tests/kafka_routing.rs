@@ -40,9 +40,27 @@ fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
     // Every published example, keyed and with a webhook-id header.
     let mut inputs = Vec::new();
     let mut expect: HashMap<String, (String, String)> = HashMap::new(); // webhook-id -> (type, company)
-    for (i, (fixture, ty, _id, company)) in expected_rows().into_iter().enumerate() {
+    // webhook-id -> the output key, worked out from the fixture table and
+    // the body here, not by the code under test: the company id, else the
+    // legacy ClientId, else the event id (for generic bodies without one,
+    // the webhook-id header).
+    let mut expect_key: HashMap<String, String> = HashMap::new();
+    for (i, (fixture, ty, id, company)) in expected_rows().into_iter().enumerate() {
         let webhook_id = format!("msg_fixture_{i}");
         let body = std::fs::read(fixtures().join(&fixture)).unwrap();
+        let client = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["ClientId"].as_str().map(str::to_owned));
+        let key = if !company.is_empty() {
+            company.clone()
+        } else if let Some(client) = client {
+            client
+        } else if !id.is_empty() {
+            id
+        } else {
+            webhook_id.clone()
+        };
+        expect_key.insert(webhook_id.clone(), key);
         inputs.push(Input {
             key: Some(format!("in-key-{i}").into_bytes()),
             value: body,
@@ -112,9 +130,9 @@ fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
         assert_eq!(m.topic(), format!("{}{}", names.prefix, ty));
         assert_eq!(env.company_id.as_deref().unwrap_or(""), company);
         assert_eq!(
-            m.key(),
-            Some(env.routing_key().as_bytes()),
-            "key = company, else client, else id"
+            m.key().map(String::from_utf8_lossy).as_deref(),
+            Some(expect_key[&webhook_id].as_str()),
+            "key = company, else client, else id ({webhook_id})"
         );
         assert_eq!(header_str(m, "ce_id").as_deref(), Some(env.id.as_ref()));
         assert_eq!(header_str(m, "ce_type").as_deref(), Some(ty.as_str()));
@@ -275,4 +293,88 @@ fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
         connector.raw_log_text()
     );
     assert!(connector.logged("drained"));
+}
+
+/// Output topics are created at start-up with the admin API, with the
+/// partitions, replication factor and configs of `[topics]`: the dead-letter
+/// and catch-all topics and one per known event type, before any input.
+/// With `topics.create = false` none is created.
+#[test]
+fn output_topics_are_created_at_start_up_as_configured_or_not_at_all() {
+    let broker = Broker::start(Storage::Memory);
+    let names = Names::new();
+    broker.create_topic(&names.ingest, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("codat-stream.toml");
+    std::fs::write(
+        &config,
+        "[topics]\nreplication_factor = 1\n[topics.configs]\n\"retention.ms\" = \"86400000\"\n",
+    )
+    .unwrap();
+    let c = Connector::start_with_config(
+        &broker.bootstrap(),
+        &names,
+        &[("CODAT_STREAM__TOPICS__PARTITIONS", "3")],
+        Some(&config),
+    );
+    c.wait_started(Duration::from_secs(60));
+    let metadata = cluster_metadata(&broker.bootstrap());
+    let partitions = |topic: &str| {
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+    };
+    let known = format!("{}connection.failed", names.prefix);
+    for topic in [&names.dlq, &names.catch_all, &known] {
+        assert_eq!(
+            partitions(topic),
+            Some(3),
+            "{topic} created with 3 partitions"
+        );
+    }
+    // The configs, as the broker describes them.
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .create()
+            .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let described = rt
+        .block_on(admin.describe_configs(
+            &[rdkafka::admin::ResourceSpecifier::Topic(&names.dlq)],
+            &rdkafka::admin::AdminOptions::new(),
+        ))
+        .unwrap();
+    let retention = described[0]
+        .as_ref()
+        .ok()
+        .and_then(|r| r.get("retention.ms").and_then(|e| e.value.clone()));
+    assert_eq!(
+        retention.as_deref(),
+        Some("86400000"),
+        "topics.configs applied"
+    );
+    drop(c);
+
+    let other = Names::new();
+    broker.create_topic(&other.ingest, 1);
+    let c = Connector::start(
+        &broker.bootstrap(),
+        &other,
+        &[("CODAT_STREAM__TOPICS__CREATE", "false")],
+    );
+    c.wait_started(Duration::from_secs(60));
+    let metadata = cluster_metadata(&broker.bootstrap());
+    assert!(
+        !metadata
+            .topics()
+            .iter()
+            .any(|t| is_output(&other, t.name())),
+        "topics.create = false creates nothing"
+    );
 }

@@ -69,7 +69,9 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
     .unwrap();
     let mut decoder = Decoder::new(Some(client)).unwrap();
     let mut envelope_topics = HashSet::new();
-    let mut ids = HashSet::new();
+    // Per record, not per id (the published examples share a few ids): how
+    // many envelopes of each (topic, id, type) our decoder read.
+    let mut ours: HashMap<(String, String, String), usize> = HashMap::new();
     for m in &out {
         let value = m.payload().unwrap();
         if m.topic() == names.dlq {
@@ -89,7 +91,13 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
             Some(env.event_type.as_ref())
         );
         envelope_topics.insert(m.topic().to_owned());
-        ids.insert(env.id.to_string());
+        *ours
+            .entry((
+                m.topic().to_owned(),
+                env.id.to_string(),
+                env.event_type.to_string(),
+            ))
+            .or_default() += 1;
     }
     // Each subject registered once (start-up topics plus first uses), never per record.
     let subjects = registry.subjects();
@@ -132,11 +140,17 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
         .unwrap_or_else(|e| panic!("{} (scripts/test.sh creates it): {e}", python()));
     let decoded = json_lines(&py, "confluent-kafka decoding");
     assert_eq!(decoded.len(), inputs.len() - 1);
-    let py_ids: HashSet<String> = decoded
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(py_ids, ids, "Confluent's client reads the same envelopes");
+    let mut theirs: HashMap<(String, String, String), usize> = HashMap::new();
+    for d in &decoded {
+        let field = |k: &str| d[k].as_str().unwrap().to_owned();
+        *theirs
+            .entry((field("topic"), field("id"), field("type")))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        theirs, ours,
+        "Confluent's client reads the same envelopes, record for record"
+    );
     for d in &decoded {
         let topic = d["topic"].as_str().unwrap();
         assert_eq!(
@@ -202,10 +216,14 @@ fn a_registry_outage_holds_records_and_readiness_until_it_returns() {
     // The registry goes away; a record of a type with no subject yet arrives.
     proxy.down();
     let new_type = "custom.thing.happened";
-    let body = format!(
-        r#"{{"id":"held-1","eventType":"{new_type}","payload":{{"referenceCompany":{{"id":"co-9"}}}}}}"#
-    );
-    produce(&broker.bootstrap(), &names.ingest, &[Input::body(body)]);
+    let held: Vec<Input> = (1..=3)
+        .map(|i| {
+            Input::body(format!(
+                r#"{{"id":"held-{i}","eventType":"{new_type}","payload":{{"referenceCompany":{{"id":"co-9"}}}}}}"#
+            ))
+        })
+        .collect();
+    produce(&broker.bootstrap(), &names.ingest, &held);
     wait_for(
         "/readyz to say the registry is unavailable",
         Duration::from_secs(30),
@@ -227,23 +245,51 @@ fn a_registry_outage_holds_records_and_readiness_until_it_returns() {
         "paused, not dead"
     );
 
+    // Held, not dead-lettered, nothing committed past them.
+    let m = connector.metrics();
+    assert_eq!(m.sum("codat_stream_dead_lettered_total", &[]), 0.0);
+    assert_eq!(m.sum("codat_stream_envelopes_produced_total", &[]), 0.0);
+    assert_eq!(
+        committed_total(&broker.bootstrap(), &names.group, &names.ingest, 1),
+        0
+    );
+
     proxy.up();
-    let out = read_outputs(&broker.bootstrap(), &names, 1, Duration::from_secs(60));
+    // Every record acknowledged and committed: all outputs exist now.
+    wait_for("all three committed", Duration::from_secs(60), || {
+        committed_total(&broker.bootstrap(), &names.group, &names.ingest, 1) == 3
+    });
+    let m = connector.metrics();
+    assert_eq!(
+        m.sum("codat_stream_envelopes_produced_total", &[]),
+        3.0,
+        "each record produced once"
+    );
+    assert_eq!(m.sum("codat_stream_dead_lettered_total", &[]), 0.0);
+    let out = read_outputs(&broker.bootstrap(), &names, 3, Duration::from_secs(60));
     let topics: HashMap<&str, usize> = out.iter().fold(HashMap::new(), |mut acc, m| {
         *acc.entry(m.topic()).or_default() += 1;
         acc
     });
     assert_eq!(
         topics,
-        HashMap::from([(format!("{}{new_type}", names.prefix).as_str(), 1)]),
+        HashMap::from([(format!("{}{new_type}", names.prefix).as_str(), 3)]),
         "delivered to its own topic once the registry returned, nothing dead-lettered"
     );
-    let value = out[0].payload().unwrap();
-    assert_eq!(value[0], 0);
-    assert_eq!(
-        Some(u32::from_be_bytes(value[1..5].try_into().unwrap())),
-        registry.latest_id(&format!("{}{new_type}-value", names.prefix))
-    );
+    let mut held_ids: Vec<String> = out
+        .iter()
+        .map(|m| header_str(m, "ce_id").unwrap())
+        .collect();
+    held_ids.sort();
+    assert_eq!(held_ids, ["held-1", "held-2", "held-3"]);
+    for m in &out {
+        let value = m.payload().unwrap();
+        assert_eq!(value[0], 0);
+        assert_eq!(
+            Some(u32::from_be_bytes(value[1..5].try_into().unwrap())),
+            registry.latest_id(&format!("{}{new_type}-value", names.prefix))
+        );
+    }
     wait_for("ready again", Duration::from_secs(10), || {
         connector.get("/readyz").map(|r| r.0) == Some(200)
     });
@@ -272,8 +318,27 @@ fn a_registry_refusing_at_start_up_is_a_clear_error() {
     assert_eq!(status.code(), Some(1));
     let log = connector.raw_log_text();
     assert!(log.contains("cannot register the envelope schema"), "{log}");
-    assert!(log.contains("HTTP 401"), "{log}");
+    // README: "naming the subject and the registry's error code".
+    assert!(log.contains("HTTP 401, error 401"), "{log}");
+    let subject = regex_subject(&log);
+    assert!(
+        subject.ends_with("-value")
+            && (subject.starts_with(&names.prefix) || subject.starts_with(&names.catch_all)),
+        "the subject of one of the deployment's topics: {subject:?}; {log}"
+    );
     assert!(!log.contains("wrong-password"), "no secret in the log");
+}
+
+/// The subject named in "registering subject SUBJECT".
+fn regex_subject(log: &str) -> String {
+    let at = log
+        .find("registering subject ")
+        .unwrap_or_else(|| panic!("no subject named: {log}"));
+    log[at + "registering subject ".len()..]
+        .split(|c: char| c == ':' || c.is_whitespace() || c == '"')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]

@@ -1,0 +1,533 @@
+//! Delivery promises that need a broker a test can steer: librdkafka's mock
+//! cluster, hosted in this test process on a loopback port, with the real
+//! `codat-stream` binary connected to it over TCP.
+//!
+//! The mock cluster stands in for real Kafka where tansu cannot: it can be
+//! told to answer produce requests with an error (`request_errors`), and it
+//! serves a fetch at an offset inside a record batch correctly. It has no
+//! CreateTopics API (so `topics.create = false`; output topics are created
+//! on first use), and these tests check offsets the group committed by
+//! asking the (mock) broker, never log lines.
+//!
+//! The refusal used is `PolicyViolation`: a broker error librdkafka hands
+//! to the application (it does not retry it itself) and that codat-stream
+//! treats as transient (it is not in `delivery::is_permanent`). Errors
+//! librdkafka retries itself, such as `NotEnoughReplicas`, never reach the
+//! connector: with `message.timeout.ms = 0` the producer waits them out.
+
+mod support;
+
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use support::*;
+
+type Mock = MockCluster<'static, DefaultProducerContext>;
+
+/// A mock cluster with an ingest topic of `partitions` holding `inputs`.
+fn mock_with(partitions: i32, inputs: &[Input], extra: &[(&str, &str)]) -> (Mock, Names) {
+    let mock = MockCluster::new(1).unwrap();
+    let names = Names::new();
+    mock.create_topic(&names.ingest, partitions, 1).unwrap();
+    if extra.is_empty() {
+        produce(&mock.bootstrap_servers(), &names.ingest, inputs);
+    } else {
+        produce_with(&mock.bootstrap_servers(), &names.ingest, inputs, extra);
+    }
+    (mock, names)
+}
+
+/// Every produce request is refused (transiently, for codat-stream) until cleared.
+fn refuse_produce(mock: &Mock) {
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_POLICY_VIOLATION; 100_000],
+    );
+}
+
+fn accept_produce(mock: &Mock) {
+    mock.clear_request_errors(RDKafkaApiKey::Produce);
+}
+
+const NO_CREATE: (&str, &str) = ("CODAT_STREAM__TOPICS__CREATE", "false");
+const FAST_RETRY: (&str, &str) = (
+    "CODAT_STREAM__PIPELINE__PRODUCE_RETRY_BACKOFF_MAX_MS",
+    "200",
+);
+/// No periodic commit within a test's lifetime: only the explicit ones count.
+const NO_PERIODIC_COMMIT: (&str, &str) = (
+    "CODAT_STREAM__KAFKA__CONSUMER__AUTO_COMMIT_INTERVAL_MS",
+    "3600000",
+);
+/// A member with no committed offset starts at the end: a missing commit loses records.
+const LATEST: (&str, &str) = ("CODAT_STREAM__INGEST__AUTO_OFFSET_RESET", "latest");
+
+fn ids_and_inputs(n: usize) -> (Vec<Input>, Vec<String>) {
+    generated_inputs(n, 0).into_iter().unzip()
+}
+
+fn readyz(c: &Connector) -> Option<(u16, String)> {
+    c.get("/readyz")
+}
+
+/// Transient refusal: the record is re-sent (not dead-lettered) with its
+/// partition held (nothing committed past it), `/readyz` 503 with the
+/// reason, the error and retry counters moving; and in-flight work stays
+/// within `pipeline.max_in_flight` while it is held. When the broker
+/// accepts again, everything lands once and the offsets are committed.
+#[test]
+fn a_transient_refusal_is_re_sent_with_its_partition_held_and_readyz_503() {
+    let (inputs, ids) = ids_and_inputs(20);
+    let (mock, names) = mock_with(1, &inputs, &[]);
+    let bootstrap = mock.bootstrap_servers();
+    refuse_produce(&mock);
+    let c = Connector::start(
+        &bootstrap,
+        &names,
+        &[
+            NO_CREATE,
+            FAST_RETRY,
+            ("CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT", "5"),
+        ],
+    );
+    wait_for(
+        "/readyz 503: records failing to produce",
+        Duration::from_secs(60),
+        || readyz(&c).is_some_and(|(s, b)| s == 503 && b.contains("records failing to produce")),
+    );
+    // Re-sent several times while refused, never dead-lettered.
+    wait_for("several re-sends", Duration::from_secs(30), || {
+        c.metric("codat_stream_produce_retries_total") >= 10.0
+    });
+    let m = c.metrics();
+    assert!(
+        m.sum(
+            "codat_stream_produce_errors_total",
+            &[("error", "PolicyViolation")]
+        ) >= 10.0
+    );
+    assert_eq!(m.sum("codat_stream_dead_lettered_total", &[]), 0.0);
+    assert_eq!(m.sum("codat_stream_envelopes_produced_total", &[]), 0.0);
+    assert_eq!(m.sum("codat_stream_ready", &[]), 0.0);
+    // Bounded: 5 in flight, and no more consumed while they are held.
+    assert_eq!(m.sum("codat_stream_in_flight_records", &[]), 5.0);
+    assert_eq!(m.sum("codat_stream_records_consumed_total", &[]), 5.0);
+    // Held: nothing committed past the refused records.
+    assert_eq!(
+        committed_total(&bootstrap, &names.group, &names.ingest, 1),
+        0
+    );
+
+    accept_produce(&mock);
+    wait_for("/readyz 200 again", Duration::from_secs(60), || {
+        readyz(&c).is_some_and(|(s, _)| s == 200)
+    });
+    let seen = read_ids(&bootstrap, &names, &ids, Duration::from_secs(60));
+    assert_all_seen(&seen, &ids);
+    wait_for("every offset committed", Duration::from_secs(30), || {
+        committed_total(&bootstrap, &names.group, &names.ingest, 1) == 20
+    });
+    let m = c.metrics();
+    assert_eq!(m.sum("codat_stream_dead_lettered_total", &[]), 0.0);
+    assert_eq!(m.sum("codat_stream_envelopes_produced_total", &[]), 20.0);
+    assert!(c.logged("produce recovered"));
+}
+
+/// In-flight bytes are bounded too: with records of ~100 KB held by a
+/// refusing broker, a 1 MiB bound stops consuming after a handful.
+#[test]
+fn in_flight_bytes_are_bounded_while_records_are_held() {
+    let pad = "x".repeat(100_000);
+    let inputs: Vec<Input> = (0..40)
+        .map(|i| {
+            Input::body(format!(
+                r#"{{"id":"big-{i}","eventType":"connection.failed","pad":"{pad}","payload":{{"referenceCompany":{{"id":"co-{i}"}}}}}}"#
+            ))
+        })
+        .collect();
+    let (mock, names) = mock_with(1, &inputs, &[]);
+    refuse_produce(&mock);
+    let c = Connector::start(
+        &mock.bootstrap_servers(),
+        &names,
+        &[
+            NO_CREATE,
+            FAST_RETRY,
+            ("CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT_BYTES", "1048576"),
+        ],
+    );
+    wait_for("records held", Duration::from_secs(60), || {
+        c.metric("codat_stream_produce_retries_total") >= 5.0
+    });
+    let m = c.metrics();
+    let consumed = m.sum("codat_stream_records_consumed_total", &[]);
+    let in_flight = m.sum("codat_stream_in_flight_records", &[]);
+    // Each holds its envelope (~100 KB, the body is kept in `extensions`)
+    // and the input copy (~100 KB): about 5 fit in 1 MiB, plus the one
+    // that crossed the bound.
+    assert!(
+        (1.0..=7.0).contains(&in_flight) && consumed == in_flight,
+        "in flight {in_flight}, consumed {consumed} of 40"
+    );
+    accept_produce(&mock);
+    let seen = read_outputs(
+        &mock.bootstrap_servers(),
+        &names,
+        40,
+        Duration::from_secs(60),
+    );
+    assert_eq!(seen.len(), 40);
+}
+
+/// tansu 0.6 answers a fetch at an offset inside a record batch with the
+/// next batch, so the tansu tests write one record per batch. Real Kafka
+/// (and the mock cluster) return the batch and the client skips to the
+/// offset: here a group resumes at offset 4 of one 10-record batch and
+/// consumes exactly offsets 4..9.
+#[test]
+fn resumes_from_a_committed_offset_inside_a_multi_record_batch() {
+    let (inputs, ids) = ids_and_inputs(10);
+    let (mock, names) = mock_with(
+        1,
+        &inputs,
+        &[("batch.num.messages", "1000"), ("linger.ms", "200")],
+    );
+    let bootstrap = mock.bootstrap_servers();
+    commit_offsets(&bootstrap, &names.group, &names.ingest, &[(0, 4)]);
+    let c = Connector::start(&bootstrap, &names, &[NO_CREATE, LATEST]);
+    wait_for("offsets 4..9 committed", Duration::from_secs(60), || {
+        committed_total(&bootstrap, &names.group, &names.ingest, 1) == 10
+    });
+    assert_eq!(
+        c.metric("codat_stream_records_consumed_total"),
+        6.0,
+        "consumed exactly offsets 4..9"
+    );
+    let seen = read_ids(&bootstrap, &names, &ids[4..], Duration::from_secs(60));
+    assert_all_seen(&seen, &ids[4..]);
+    for id in &ids[..4] {
+        assert!(
+            !seen.contains_key(id),
+            "{id} was before the committed offset"
+        );
+    }
+}
+
+/// Offsets are committed every second while running: no shutdown, no
+/// rebalance, yet the group's committed offsets reach the end.
+#[test]
+fn offsets_are_committed_every_second_while_running() {
+    let (inputs, _) = ids_and_inputs(30);
+    let (mock, names) = mock_with(2, &inputs, &[]);
+    let bootstrap = mock.bootstrap_servers();
+    let mut c = Connector::start(&bootstrap, &names, &[NO_CREATE]);
+    wait_for("every record acknowledged", Duration::from_secs(60), || {
+        c.metric("codat_stream_envelopes_produced_total") >= 30.0
+    });
+    // Within a few commit intervals of the last acknowledgement.
+    wait_for("offsets committed", Duration::from_secs(5), || {
+        committed_total(&bootstrap, &names.group, &names.ingest, 2) == 30
+    });
+    assert!(c.child.try_wait().unwrap().is_none(), "still running");
+    assert!(
+        c.metric("codat_stream_offset_commits_total") >= 1.0,
+        "offset_commits_total counts them"
+    );
+}
+
+/// SIGINT is a shutdown like SIGTERM: drain, commit synchronously, exit 0.
+/// Periodic commits are pushed out to an hour, so the commit seen is the
+/// shutdown's, and a successor that starts at `latest` where nothing is
+/// committed finds nothing left to do.
+#[test]
+fn sigint_drains_commits_at_shutdown_and_exits_0() {
+    let (inputs, _) = ids_and_inputs(30);
+    let (mock, names) = mock_with(2, &inputs, &[]);
+    let bootstrap = mock.bootstrap_servers();
+    let mut c = Connector::start(&bootstrap, &names, &[NO_CREATE, NO_PERIODIC_COMMIT]);
+    wait_for("every record acknowledged", Duration::from_secs(60), || {
+        c.metric("codat_stream_envelopes_produced_total") >= 30.0
+    });
+    assert_eq!(
+        committed_total(&bootstrap, &names.group, &names.ingest, 2),
+        0,
+        "no periodic commit within the hour"
+    );
+    signal(&c, libc::SIGINT);
+    let status = c.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "log: {}", c.raw_log_text());
+    assert!(c.logged("drained"));
+    assert_eq!(
+        committed_total(&bootstrap, &names.group, &names.ingest, 2),
+        30,
+        "committed at shutdown"
+    );
+}
+
+/// `pipeline.drain_timeout_ms` bounds the drain: with the broker refusing
+/// every record, SIGTERM exits 1 once it passes, commits nothing past the
+/// unacknowledged records, and a successor consumes them again.
+#[test]
+fn the_drain_timeout_passing_exits_1_and_nothing_unacknowledged_is_committed() {
+    let (inputs, ids) = ids_and_inputs(20);
+    let (mock, names) = mock_with(1, &inputs, &[]);
+    let bootstrap = mock.bootstrap_servers();
+    refuse_produce(&mock);
+    let mut c = Connector::start(
+        &bootstrap,
+        &names,
+        &[
+            NO_CREATE,
+            FAST_RETRY,
+            ("CODAT_STREAM__PIPELINE__DRAIN_TIMEOUT_MS", "1000"),
+        ],
+    );
+    wait_for("records failing", Duration::from_secs(60), || {
+        c.metric("codat_stream_produce_retries_total") >= 3.0
+    });
+    c.sigterm();
+    let status = c.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "log: {}", c.raw_log_text());
+    assert!(c.logged("drain timed out"));
+    assert_eq!(
+        committed_total(&bootstrap, &names.group, &names.ingest, 1),
+        0
+    );
+    accept_produce(&mock);
+    let _successor = Connector::start(&bootstrap, &names, &[NO_CREATE]);
+    let seen = read_ids(&bootstrap, &names, &ids, Duration::from_secs(60));
+    assert_all_seen(&seen, &ids);
+}
+
+/// Every reason `/readyz` can give for being unready, each caused for
+/// real: start-up waiting for a cluster, an ingest topic that does not
+/// exist yet, every broker unreachable. (Failing to produce:
+/// `a_transient_refusal_is_re_sent_with_its_partition_held_and_readyz_503`;
+/// draining: tests/observability.rs; the registry: tests/kafka_schema_registry.rs.)
+#[test]
+fn readyz_names_each_reason_it_is_not_ready() {
+    let unready = |c: &Connector, reason: &str| {
+        readyz(c).is_some_and(|(s, b)| s == 503 && b.contains(reason))
+    };
+    // Starting: nothing listens at the bootstrap address.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let starting = Connector::start(&nowhere, &Names::new(), &[]);
+    wait_for("/readyz: starting", Duration::from_secs(30), || {
+        unready(&starting, "starting")
+    });
+    drop(starting);
+
+    // The ingest topic does not exist yet, then does.
+    let mock = MockCluster::new(1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    let names = Names::new();
+    let c = Connector::start(&bootstrap, &names, &[NO_CREATE]);
+    wait_for(
+        "/readyz: ingest topic missing",
+        Duration::from_secs(60),
+        || unready(&c, "an ingest topic does not exist"),
+    );
+    mock.create_topic(&names.ingest, 1, 1).unwrap();
+    wait_for("/readyz 200", Duration::from_secs(60), || {
+        readyz(&c).is_some_and(|(s, _)| s == 200)
+    });
+
+    // Every broker unreachable, then back.
+    mock.broker_down(1).unwrap();
+    wait_for(
+        "/readyz: brokers unreachable",
+        Duration::from_secs(60),
+        || unready(&c, "brokers unreachable"),
+    );
+    mock.broker_up(1).unwrap();
+    let (inputs, ids) = ids_and_inputs(3);
+    produce(&bootstrap, &names.ingest, &inputs);
+    let seen = read_ids(&bootstrap, &names, &ids, Duration::from_secs(60));
+    assert_all_seen(&seen, &ids);
+    wait_for("/readyz 200 again", Duration::from_secs(60), || {
+        readyz(&c).is_some_and(|(s, _)| s == 200)
+    });
+}
+
+/// Per ingest partition, records are produced in order, and each company's
+/// envelopes share one output partition: three companies' events
+/// interleaved on one ingest partition come out, per company, in one
+/// output partition and in ingest order.
+#[test]
+fn a_companys_events_share_an_output_partition_in_ingest_order() {
+    let companies = ["co-a", "co-b", "co-c"];
+    let inputs: Vec<Input> = (0..60)
+        .map(|i| {
+            let company = companies[i % 3];
+            Input {
+                key: Some(company.as_bytes().to_vec()),
+                value: format!(
+                    r#"{{"id":"ord-{i:03}","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"{company}"}},"connection":{{"id":"c"}}}}}}"#
+                )
+                .into_bytes(),
+                headers: Vec::new(),
+            }
+        })
+        .collect();
+    let (mock, names) = mock_with(1, &inputs, &[]);
+    let bootstrap = mock.bootstrap_servers();
+    // Output topics are created on first use with several partitions.
+    let _c = Connector::start(&bootstrap, &names, &[NO_CREATE]);
+    let out = read_outputs(&bootstrap, &names, 60, Duration::from_secs(60));
+    assert_eq!(out.len(), 60);
+    let mut per_company: std::collections::BTreeMap<String, Vec<(i32, String)>> =
+        Default::default();
+    for m in &out {
+        use rdkafka::Message;
+        let company = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        per_company
+            .entry(company)
+            .or_default()
+            .push((m.partition(), header_str(m, "ce_id").unwrap()));
+    }
+    let partitions: std::collections::BTreeSet<i32> =
+        out.iter().map(rdkafka::Message::partition).collect();
+    assert!(
+        partitions.len() > 1,
+        "the output topic has several partitions in use: {partitions:?}"
+    );
+    for (company, records) in &per_company {
+        let parts: std::collections::BTreeSet<i32> = records.iter().map(|(p, _)| *p).collect();
+        assert_eq!(parts.len(), 1, "{company} in one partition: {parts:?}");
+        let ids: Vec<&String> = records.iter().map(|(_, id)| id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted, "{company} in ingest order");
+        assert_eq!(ids.len(), 20);
+    }
+}
+
+/// No webhook content in any log line at any level: bodies carrying
+/// marker strings in company and client names, messages, payload values,
+/// header values and invalid bodies go through the binary at `trace`
+/// level; no line of its output holds a marker.
+#[test]
+fn no_webhook_content_reaches_any_log_line_at_trace_level() {
+    const M: &str = "MRKx7q";
+    let bodies = [
+        format!(
+            r#"{{"ClientId":"cl","ClientName":"{M}-client-name","CompanyId":"co-1","DataConnectionId":"dc","RuleId":"r","RuleType":"Push Operation Status Changed()","AlertId":"a-1","Message":"{M}-message","Data":{{"dataType":"invoices","status":"Success","pushOperationKey":"k","note":"{M}-data"}}}}"#
+        ),
+        format!(
+            r#"{{"id":"e-1","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"co-2","name":"{M}-company-name"}},"connection":{{"id":"c"}}}}}}"#
+        ),
+        format!("{M}-not-json"),
+        format!(r#"{{"{M}-key":"{M}-value"}}"#),
+        format!(r#"{{"id":"d","id":"d","eventType":"a.b","payload":{{"x":"{M}-dup"}}}}"#),
+        format!(r#"{{"id":"e-3","eventType":"connection.failed","payload":"{M}-payload"}}"#),
+        format!(r#"{{"type":"hello.world","data":{{"x":"{M}-generic"}}}}"#),
+        format!(r#"{{"RuleType":"{M} rule","AlertId":"a-9"}}"#),
+    ];
+    let inputs: Vec<Input> = bodies
+        .iter()
+        .map(|b| Input {
+            key: Some(b"k".to_vec()),
+            value: b.clone().into_bytes(),
+            headers: vec![("x-note".into(), Some(format!("{M}-header").into_bytes()))],
+        })
+        .collect();
+    let (mock, names) = mock_with(1, &inputs, &[]);
+    let bootstrap = mock.bootstrap_servers();
+    let mut c = Connector::start(
+        &bootstrap,
+        &names,
+        &[NO_CREATE, ("CODAT_STREAM__LOG__LEVEL", "trace")],
+    );
+    let out = read_outputs(&bootstrap, &names, inputs.len(), Duration::from_secs(60));
+    assert_eq!(out.len(), inputs.len());
+    c.sigterm();
+    assert_eq!(c.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    let log = c.raw_log_text();
+    assert!(
+        log.lines().count() > 20,
+        "trace level logs plenty: {} lines",
+        log.lines().count()
+    );
+    let leaks: Vec<&str> = log.lines().filter(|l| l.contains(M)).collect();
+    assert!(leaks.is_empty(), "webhook content in the log: {leaks:#?}");
+}
+
+/// Routing settings end to end: a per-type topic override, the catch-all
+/// topic past `output.max_topics` (cause `topic_cap`), and a non-default
+/// `output.drop_headers` (the listed header dropped from envelopes and dead
+/// letters; `authorization`, no longer listed, kept).
+#[test]
+fn overrides_the_topic_cap_and_drop_headers_apply_end_to_end() {
+    let names = Names::new();
+    let alerts = format!("{}.alerts", names.group);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("codat-stream.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[output]\nmax_topics = 1\ndrop_headers = [\"x-secret\"]\n\
+             [output.topic_overrides]\n\"connection.failed\" = \"{alerts}\"\n"
+        ),
+    )
+    .unwrap();
+    let headers = vec![
+        ("x-secret".to_owned(), Some(b"s3cr3t".to_vec())),
+        ("authorization".to_owned(), Some(b"Bearer t".to_vec())),
+    ];
+    let bodies = [
+        r#"{"id":"o-1","eventType":"connection.failed","payload":{"referenceCompany":{"id":"co"}}}"#,
+        r#"{"id":"u-1","eventType":"custom.one","payload":{}}"#,
+        r#"{"id":"u-2","eventType":"custom.two","payload":{}}"#,
+        "not json",
+    ];
+    let inputs: Vec<Input> = bodies
+        .iter()
+        .map(|b| Input {
+            key: None,
+            value: b.as_bytes().to_vec(),
+            headers: headers.clone(),
+        })
+        .collect();
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(&names.ingest, 1, 1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    produce(&bootstrap, &names.ingest, &inputs);
+    let c = Connector::start_with_config(&bootstrap, &names, &[NO_CREATE], Some(&config));
+    let out = consume_until(
+        &bootstrap,
+        |t| is_output(&names, t) || t == alerts,
+        Duration::from_secs(60),
+        |m| m.len() >= 4,
+    );
+    assert_eq!(out.len(), 4, "log: {}", c.raw_log_text());
+    let by_id: std::collections::HashMap<String, &rdkafka::message::OwnedMessage> =
+        out.iter().map(|m| (output_id(m, &names.dlq), m)).collect();
+    use rdkafka::Message;
+    assert_eq!(by_id["o-1"].topic(), alerts, "per-type override");
+    assert_eq!(
+        by_id["u-1"].topic(),
+        format!("{}custom.one", names.prefix),
+        "the first new type takes the one topic max_topics allows"
+    );
+    assert_eq!(by_id["u-2"].topic(), names.catch_all, "past max_topics");
+    assert_eq!(by_id["not json"].topic(), names.dlq);
+    for m in &out {
+        assert_eq!(header(m, "x-secret"), None, "dropped from {}", m.topic());
+        assert_eq!(
+            header(m, "authorization").as_deref(),
+            Some(b"Bearer t".as_slice()),
+            "kept when not listed: {}",
+            m.topic()
+        );
+    }
+    let metrics = c.metrics();
+    assert_eq!(
+        metrics.sum(
+            "codat_stream_catch_all_routed_total",
+            &[("cause", "topic_cap")]
+        ),
+        1.0
+    );
+}
