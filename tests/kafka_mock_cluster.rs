@@ -531,3 +531,60 @@ fn overrides_the_topic_cap_and_drop_headers_apply_end_to_end() {
         1.0
     );
 }
+
+/// A topic the cluster does not have (and will not auto-create, with
+/// `topics.create = false`) refuses its type's envelopes with UnknownTopic:
+/// the type goes to the catch-all topic, end to end, instead of its record
+/// being re-sent forever (review of issue 9) or dead-lettered.
+#[test]
+fn a_type_whose_topic_is_refused_goes_to_the_catch_all_topic() {
+    let bodies = [
+        r#"{"id":"r-1","eventType":"custom.refused","payload":{}}"#,
+        r#"{"id":"r-2","eventType":"custom.refused","payload":{}}"#,
+    ];
+    let inputs: Vec<Input> = bodies.iter().map(|b| Input::body(*b)).collect();
+    let (mock, names) = mock_with(1, &inputs, &[]);
+    // Provisioned by the operator (`topics.create = false`); the type's own
+    // topic is not.
+    mock.create_topic(&names.catch_all, 1, 1).unwrap();
+    mock.create_topic(&names.dlq, 1, 1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    let c = Connector::start(
+        &bootstrap,
+        &names,
+        &[
+            NO_CREATE,
+            // The mock would create the topic on the producer's metadata request.
+            (
+                "CODAT_STREAM__KAFKA__PRODUCER__ALLOW_AUTO_CREATE_TOPICS",
+                "false",
+            ),
+            // How long librdkafka waits for a topic to appear before failing
+            // its records with UnknownTopic (30 s by default).
+            (
+                "CODAT_STREAM__KAFKA__PRODUCER__TOPIC_METADATA_PROPAGATION_MAX_MS",
+                "1000",
+            ),
+        ],
+    );
+    let out = consume_until(
+        &bootstrap,
+        |t| is_output(&names, t),
+        Duration::from_secs(60),
+        |m| m.len() >= 2,
+    );
+    assert_eq!(out.len(), 2, "log: {}", c.raw_log_text());
+    use rdkafka::Message;
+    for m in &out {
+        assert_eq!(m.topic(), names.catch_all, "{}", output_id(m, &names.dlq));
+    }
+    let metrics = c.metrics();
+    assert_eq!(
+        metrics.sum(
+            "codat_stream_catch_all_routed_total",
+            &[("cause", "topic_unavailable")]
+        ),
+        2.0
+    );
+    assert!(c.logged("the broker refuses this topic"));
+}
