@@ -380,3 +380,63 @@ fn record_name_strategy_registers_one_subject_for_every_topic() {
         assert_eq!(u32::from_be_bytes(value[1..5].try_into().unwrap()), id);
     }
 }
+
+/// README: registry requests time out and are retried on 5xx; an outage
+/// mid-stream holds records (not dead-lettered, nothing committed) with
+/// `/readyz` 503 until the registry answers. Here the registry does not go
+/// away: it answers 503, or reads requests and never answers.
+#[test]
+fn a_registry_answering_5xx_or_not_at_all_holds_records_until_it_recovers() {
+    use support::registry::Failure;
+    for failure in [Failure::ServerError, Failure::Silent] {
+        let broker = Broker::start(Storage::Memory);
+        let registry = TestRegistry::start(None);
+        let names = Names::new();
+        broker.create_topic(&names.ingest, 1);
+        let connector = Connector::start(
+            &broker.bootstrap(),
+            &names,
+            &[
+                (
+                    "CODAT_STREAM__SCHEMA_REGISTRY__URL",
+                    registry.url().as_str(),
+                ),
+                ("CODAT_STREAM__SCHEMA_REGISTRY__MAX_ATTEMPTS", "2"),
+                ("CODAT_STREAM__SCHEMA_REGISTRY__REQUEST_TIMEOUT_MS", "1000"),
+            ],
+        );
+        connector.wait_started(Duration::from_secs(60));
+        registry.fail(Some(failure));
+        let held =
+            Input::body(r#"{"id":"held-5xx","eventType":"custom.registry.trouble","payload":{}}"#);
+        produce(&broker.bootstrap(), &names.ingest, &[held]);
+        wait_for("the record to be held", Duration::from_secs(30), || {
+            connector
+                .get("/readyz")
+                .is_some_and(|(s, b)| s == 503 && b.contains("schema registry unavailable"))
+                && connector
+                    .metrics()
+                    .sum("codat_stream_schema_registry_errors_total", &[])
+                    >= 2.0
+        });
+        let m = connector.metrics();
+        assert_eq!(
+            m.sum("codat_stream_dead_lettered_total", &[]),
+            0.0,
+            "{failure:?}"
+        );
+        assert_eq!(
+            committed_total(&broker.bootstrap(), &names.group, &names.ingest, 1),
+            0,
+            "{failure:?}: nothing committed past a held record"
+        );
+        registry.fail(None);
+        wait_for("the held record committed", Duration::from_secs(60), || {
+            committed_total(&broker.bootstrap(), &names.group, &names.ingest, 1) == 1
+        });
+        let out = read_outputs(&broker.bootstrap(), &names, 1, Duration::from_secs(30));
+        assert_eq!(out.len(), 1, "{failure:?}");
+        assert_eq!(output_id(&out[0], &names.dlq), "held-5xx");
+        assert_eq!(connector.get("/readyz").map(|r| r.0), Some(200));
+    }
+}

@@ -36,6 +36,19 @@ struct State {
     subjects: BTreeMap<String, Vec<u32>>,
     /// Requests served, by "METHOD path-pattern".
     requests: HashMap<String, usize>,
+    /// How it misbehaves, when it does.
+    failure: Option<Failure>,
+}
+
+/// Ways the registry can fail without going away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Every request answered 503 (a registry behind a load balancer with
+    /// no healthy instance).
+    ServerError,
+    /// Every request read, then never answered (a hung instance): only the
+    /// client's request timeout ends it.
+    Silent,
 }
 
 /// A running test registry; stops when dropped (its thread is detached and
@@ -78,6 +91,11 @@ impl TestRegistry {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (Some) or stops (None) failing every request.
+    pub fn fail(&self, failure: Option<Failure>) {
+        self.state.lock().unwrap().failure = failure;
     }
 
     /// How many requests matched `pattern` ("POST /subjects/*/versions", ...).
@@ -145,6 +163,25 @@ fn serve(
     }
     let mut body = vec![0u8; content_length];
     reader.read_exact(&mut body)?;
+    let failure = state.lock().unwrap().failure;
+    match failure {
+        Some(Failure::Silent) => {
+            // Hold the connection open, unanswered, until the client gives up.
+            let mut sink = [0u8; 64];
+            while reader.read(&mut sink).is_ok_and(|n| n > 0) {}
+            return Ok(());
+        }
+        Some(Failure::ServerError) => {
+            let mut out = stream;
+            let text = r#"{"error_code":50003,"message":"no healthy upstream"}"#;
+            return write!(
+                out,
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+        None => {}
+    }
     let (status, answer) = if expected_auth.is_some() && authorization.as_deref() != expected_auth {
         (401, json!({"error_code": 401, "message": "Unauthorized"}))
     } else {
