@@ -14,9 +14,7 @@ use codat_stream::envelope_avro::EnvelopeCodec;
 use codat_stream::record_headers::owned_headers;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use support::{Broker, Connector, Names, Storage, header_str, read_outputs, wait_for};
 
 type Headers = Vec<(Vec<u8>, Option<Vec<u8>>)>;
@@ -246,7 +244,7 @@ fn hostile_records_never_halt_crash_or_shrink_the_pipeline() {
     wait_for(
         "committed offsets to reach the end",
         Duration::from_secs(30),
-        || committed(&broker.bootstrap(), &names, &ends) == ends,
+        || support::committed_offsets(&broker.bootstrap(), &names.group, &names.ingest, 2) == ends,
     );
     wait_for("/readyz to answer 200", Duration::from_secs(30), || {
         connector.get("/readyz").is_some_and(|(s, _)| s == 200)
@@ -284,35 +282,13 @@ fn hostile_records_never_halt_crash_or_shrink_the_pipeline() {
     assert!(connector.wait_exit(Duration::from_secs(30)).success());
 }
 
-fn end_offsets(at: &HashMap<(i32, i64), usize>) -> HashMap<i32, i64> {
-    let mut ends: HashMap<i32, i64> = HashMap::new();
+fn end_offsets(at: &HashMap<(i32, i64), usize>) -> std::collections::BTreeMap<i32, i64> {
+    let mut ends: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
     for (p, o) in at.keys() {
         let e = ends.entry(*p).or_default();
         *e = (*e).max(o + 1);
     }
     ends
-}
-
-fn committed(bootstrap: &str, names: &Names, ends: &HashMap<i32, i64>) -> HashMap<i32, i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", &names.group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in ends.keys() {
-        tpl.add_partition(&names.ingest, *p);
-    }
-    let Ok(got) = consumer.committed_offsets(tpl, Duration::from_secs(5)) else {
-        return HashMap::new();
-    };
-    got.elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Issue 9, finding 9: SIGTERM was not noticed during start-up topic
