@@ -935,6 +935,17 @@ impl Metrics {
     }
 }
 
+/// A consumer in `group` that never commits by itself: to read or set the
+/// group's committed offsets as another member would.
+fn group_member(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
 /// The offsets `group` has committed on partitions `0..partitions` of
 /// `topic`, asked of the broker (partitions with none are left out).
 pub fn committed_offsets(
@@ -943,12 +954,7 @@ pub fn committed_offsets(
     topic: &str,
     partitions: i32,
 ) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let consumer = group_member(bootstrap, group);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -976,12 +982,7 @@ pub fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i3
 /// Commits `offsets` (partition, next offset to read) for `group`, as a
 /// previous member would have.
 pub fn commit_offsets(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    let consumer = group_member(bootstrap, group);
     let mut tpl = TopicPartitionList::new();
     for (p, o) in offsets {
         tpl.add_partition_offset(topic, *p, Offset::Offset(*o))
