@@ -4,13 +4,13 @@
 
 use std::hint::black_box;
 
-use codat_stream::envelope_avro::AvroError;
+use codat_stream::core::envelope_avro::AvroError;
 use codat_stream::{EnvelopeCodec, IngestMeta, NormalizeOptions, normalize};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn bodies() -> Vec<Vec<u8>> {
     let sample = include_bytes!("../samples/webhooks.jsonl");
-    codat_stream::body_file::split_bodies(sample)
+    codat_stream::cli::body_file::split_bodies(sample)
         .into_iter()
         .map(<[u8]>::to_vec)
         .collect()

@@ -99,7 +99,7 @@ fn templates() -> Vec<Value> {
         offset: 0,
         timestamp_ms: 0,
     };
-    codat_stream::body_file::split_bodies(sample)
+    codat_stream::cli::body_file::split_bodies(sample)
         .into_iter()
         .filter(|b| normalize(b, &(), &ingest, &NormalizeOptions::default()).is_ok())
         .filter_map(|b| serde_json::from_slice(b).ok())
@@ -373,7 +373,7 @@ const CONNECTOR_ENV: &[(&str, &str)] = &[
     ),
     (
         "CODAT_STREAM__LOG__LEVEL",
-        "warn,codat_stream::pipeline=info",
+        "warn,codat_stream::kafka::pipeline=info",
     ),
     (
         "CODAT_STREAM__METRICS__KAFKA_STATISTICS_INTERVAL_MS",

@@ -8,15 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use codat_stream::body_file::{Bodies, outcome_line};
+use codat_stream::cli::body_file::{Bodies, outcome_line};
+use codat_stream::cli::decode::{Decoder, read_value};
+use codat_stream::cli::demo;
 use codat_stream::config::Settings;
-use codat_stream::decode::{Decoder, read_value};
-use codat_stream::demo;
-use codat_stream::envelope_avro::ENVELOPE_SCHEMA_JSON;
-use codat_stream::http;
-use codat_stream::metrics::Metrics;
-use codat_stream::pipeline::{self, Health, RunOutcome};
-use codat_stream::schema_registry::RegistryClient;
+use codat_stream::core::envelope_avro::ENVELOPE_SCHEMA_JSON;
+use codat_stream::kafka::pipeline::{self, RunOutcome};
+use codat_stream::ops::health::Health;
+use codat_stream::ops::http;
+use codat_stream::ops::metrics::Metrics;
+use codat_stream::registry::client::RegistryClient;
 use codat_stream::{IngestMeta, NormalizeOptions, normalize};
 use std::sync::Arc;
 
@@ -105,10 +106,10 @@ struct NormalizeArgs {
     #[arg(long = "header", value_parser = parse_header)]
     headers: Vec<(String, String)>,
     /// Bodies larger than this many bytes are rejected.
-    #[arg(long, default_value_t = codat_stream::normalize::DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, default_value_t = codat_stream::core::normalize::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// CloudEvents `source` of the envelopes.
-    #[arg(long, default_value = codat_stream::normalize::DEFAULT_SOURCE)]
+    #[arg(long, default_value = codat_stream::core::normalize::DEFAULT_SOURCE)]
     source: String,
 }
 

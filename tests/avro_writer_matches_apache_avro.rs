@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use codat_stream::EnvelopeCodec;
-use codat_stream::envelope::{
+use codat_stream::core::envelope::{
     Envelope, IdSource, Ingest, LegacyRule, Shape, TimeSource, TypeOrigin,
 };
 use proptest::prelude::*;

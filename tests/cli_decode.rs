@@ -9,7 +9,7 @@ mod child;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use codat_stream::envelope_avro::EnvelopeCodec;
+use codat_stream::core::envelope_avro::EnvelopeCodec;
 use codat_stream::{IngestMeta, NormalizeOptions, normalize};
 
 fn decode(bytes: &[u8]) -> Output {

@@ -9,9 +9,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use codat_stream::avro_fingerprint;
-use codat_stream::envelope_avro::{ENVELOPE_SCHEMA_JSON, RELEASED_SCHEMAS};
-use codat_stream::redact::{RedactMode, Redaction};
+use codat_stream::core::avro_fingerprint;
+use codat_stream::core::envelope_avro::{ENVELOPE_SCHEMA_JSON, RELEASED_SCHEMAS};
+use codat_stream::core::redact::{RedactMode, Redaction};
 use codat_stream::{EnvelopeCodec, IngestMeta, NormalizeOptions, normalize};
 use serde_json::Value;
 

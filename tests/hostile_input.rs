@@ -10,8 +10,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use codat_stream::envelope_avro::EnvelopeCodec;
-use codat_stream::record_headers::owned_headers;
+use codat_stream::core::envelope_avro::EnvelopeCodec;
+use codat_stream::kafka::record_headers::owned_headers;
 use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};

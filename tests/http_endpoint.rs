@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use codat_stream::http::{self, Status};
-use codat_stream::metrics::Metrics;
-use codat_stream::pipeline::Health;
+use codat_stream::ops::health::Health;
+use codat_stream::ops::http::{self, Status};
+use codat_stream::ops::metrics::Metrics;
 use support::wait_for;
 
 /// More idle connections than the endpoint keeps open (256).

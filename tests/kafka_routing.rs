@@ -116,7 +116,7 @@ fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
     // not apache-avro's, so the header is checked here and the datum decoded
     // with apache-avro's datum reader and the .avsc file.
     let mut so_header = vec![0xC3, 0x01];
-    so_header.extend(codat_stream::avro_fingerprint::fingerprint(&avsc).unwrap());
+    so_header.extend(codat_stream::core::avro_fingerprint::fingerprint(&avsc).unwrap());
     let mut dead = Vec::new();
     for m in &out {
         if m.topic() == names.dlq {

@@ -14,9 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::time::Duration;
 
+use codat_stream::cli::decode::Decoder;
 use codat_stream::config::SchemaRegistrySettings;
-use codat_stream::decode::Decoder;
-use codat_stream::schema_registry::RegistryClient;
+use codat_stream::registry::client::RegistryClient;
 use rdkafka::Message;
 use support::registry::TestRegistry;
 use support::*;

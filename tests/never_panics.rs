@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use codat_stream::event_type;
+use codat_stream::core::event_type;
 use codat_stream::{EnvelopeCodec, IngestMeta, NormalizeOptions, normalize};
 use proptest::prelude::*;
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use codat_stream::envelope::{Shape, TypeOrigin};
+use codat_stream::core::envelope::{Shape, TypeOrigin};
 use codat_stream::{EnvelopeCodec, IngestMeta, NormalizeOptions, normalize};
 use serde_json::Value;
 
@@ -118,7 +118,7 @@ fn every_published_example_normalises_as_expected() {
 /// in the catalog, cited as the OpenAPI's.
 #[test]
 fn every_openapi_example_type_is_catalogued_from_the_openapi() {
-    use codat_stream::event_type::{self, CATALOG, Published};
+    use codat_stream::core::event_type::{self, CATALOG, Published};
     for entry in std::fs::read_dir(fixtures().join("openapi")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         let t = name.split("--").next().unwrap();

@@ -6,11 +6,11 @@
 //! the 1 MiB body limit, so the size checks and shortened dead letters run.
 
 use codat_stream::config::Settings;
-use codat_stream::metrics::Metrics;
-use codat_stream::normalize::IngestMeta;
-use codat_stream::output::Input;
-use codat_stream::pipeline::Health;
-use codat_stream::processor::{OutputKind, Processor};
+use codat_stream::core::normalize::IngestMeta;
+use codat_stream::kafka::output::Input;
+use codat_stream::kafka::processor::{OutputKind, Processor};
+use codat_stream::ops::health::Health;
+use codat_stream::ops::metrics::Metrics;
 use proptest::prelude::*;
 
 fn header() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {

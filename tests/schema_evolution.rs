@@ -15,7 +15,7 @@
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
-use codat_stream::envelope_avro::{ENVELOPE_SCHEMA_JSON, EnvelopeCodec, RELEASED_SCHEMAS};
+use codat_stream::core::envelope_avro::{ENVELOPE_SCHEMA_JSON, EnvelopeCodec, RELEASED_SCHEMAS};
 use codat_stream::{IngestMeta, NormalizeOptions, normalize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

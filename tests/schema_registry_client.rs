@@ -11,8 +11,8 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
 use codat_stream::config::SchemaRegistrySettings;
-use codat_stream::envelope_avro::ENVELOPE_SCHEMA_JSON;
-use codat_stream::schema_registry::{RegistryClient, RegistryError};
+use codat_stream::core::envelope_avro::ENVELOPE_SCHEMA_JSON;
+use codat_stream::registry::client::{RegistryClient, RegistryError};
 use support::registry::TestRegistry;
 
 fn client(url: &str, auth: Option<(&str, &str)>) -> RegistryClient {

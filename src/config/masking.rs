@@ -2,7 +2,7 @@
 //! that may carry one (URLs) are shown: what `check-config` prints must
 //! never hand a password to whoever reads a terminal or a CI log.
 
-use super::secret::MASK;
+use crate::core::secret::MASK;
 
 /// Properties librdkafka itself flags sensitive (`_RK_SENSITIVE` in
 /// rdkafka_conf.c, librdkafka 2.12), plus the alias of one of them.

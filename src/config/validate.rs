@@ -8,7 +8,7 @@ use std::ops::RangeInclusive;
 use super::{
     ConfigError, MANAGED_PROPERTIES, MAX_TOPIC_LEN, MAX_TOPIC_PREFIX_LEN, Settings, is_topic_byte,
 };
-use crate::event_type;
+use crate::core::event_type;
 
 /// One hour, the longest any timeout or interval may be: longer ones are
 /// typing mistakes, and unbounded ones overflow time arithmetic.
@@ -258,7 +258,7 @@ fn check_topic_creation(s: &Settings, p: &mut Problems) {
 fn check_redaction(s: &Settings, p: &mut Problems) {
     let n = &s.normalize;
     for (i, path) in n.redact.iter().enumerate() {
-        if let Some(problem) = crate::redact::path_problem(path) {
+        if let Some(problem) = crate::core::redact::path_problem(path) {
             p.add(format!("normalize.redact[{i}] {problem}"));
         }
     }

@@ -484,7 +484,7 @@ pub fn cluster_metadata(bootstrap: &str) -> rdkafka::metadata::Metadata {
 /// The value of header `name` of a record.
 pub fn header(m: &OwnedMessage, name: &str) -> Option<Vec<u8>> {
     // Read as bytes: rdkafka's `Headers::iter` panics on non-UTF-8 keys.
-    let headers = codat_stream::record_headers::header_pairs(m.headers()?.as_borrowed());
+    let headers = codat_stream::kafka::record_headers::header_pairs(m.headers()?.as_borrowed());
     headers
         .into_iter()
         .find(|(k, _)| *k == name.as_bytes())

@@ -3,7 +3,7 @@
 //! Secrets are never echoed: not by `check-config`, not in an error.
 
 mod masking;
-mod secret;
+
 mod source;
 mod validate;
 
@@ -14,12 +14,12 @@ use std::path::Path;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::event_type;
-use crate::normalize::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SOURCE, NormalizeOptions};
-use crate::redact::{RedactMode, Redaction};
+use crate::core::event_type;
+use crate::core::normalize::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SOURCE, NormalizeOptions};
+use crate::core::redact::{RedactMode, Redaction};
 
+pub use crate::core::secret::{MASK, Secret};
 pub use masking::{is_secret_key, mask_property, mask_url};
-pub use secret::{MASK, Secret};
 
 /// Environment variable prefix; `__` separates the prefix, sections and keys.
 pub const ENV_PREFIX: &str = "CODAT_STREAM";
@@ -790,7 +790,7 @@ mod tests {
         assert_eq!(options.redact.paths, ["referenceCompany.name", "tags[]"]);
         assert_eq!(
             options.redact.mode,
-            crate::redact::RedactMode::Hash(Secret::new("redact-key-value"))
+            crate::core::redact::RedactMode::Hash(Secret::new("redact-key-value"))
         );
         assert!(!s.to_masked_toml().contains("redact-key-value"));
         assert!(!Settings::default().normalize_options().redact.is_active());

@@ -1,8 +1,8 @@
 //! Event type names: the rule that makes them safe in a topic name, and
 //! Codat's published catalog (used to label where a type came from).
 
-use crate::envelope::TypeOrigin;
-use crate::rejection::{RejectReason, Rejection, excerpt};
+use crate::core::envelope::TypeOrigin;
+use crate::core::rejection::{RejectReason, Rejection, excerpt};
 
 /// Longest accepted event type; with a topic prefix it stays under Kafka's
 /// 249-character topic limit.
@@ -148,6 +148,19 @@ pub fn write_data_type(t: &str) -> Option<&str> {
     (!data_type.is_empty() && !data_type.contains('.')).then_some(data_type)
 }
 
+/// Every event type known in advance: the catalog, the data-type writes and
+/// codat-stream's own connection type.
+pub fn known_event_types() -> Vec<String> {
+    let mut types: Vec<String> = CATALOG.iter().map(|(t, _)| (*t).to_owned()).collect();
+    for dt in WRITE_DATA_TYPES {
+        for outcome in WRITE_OUTCOMES {
+            types.push(format!("{dt}.write.{outcome}"));
+        }
+    }
+    types.push(crate::core::legacy::mapping::CONNECTION_OTHER_TRANSITION.to_owned());
+    types
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +226,16 @@ mod tests {
         assert_eq!(write_data_type("widgets.write.successful"), Some("widgets"));
         assert_eq!(write_data_type("bills.write.successful"), Some("bills"));
         assert_eq!(write_data_type("read.completed"), None);
+    }
+
+    #[test]
+    fn known_types_are_valid_and_distinct() {
+        let types = known_event_types();
+        let distinct: std::collections::HashSet<_> = types.iter().collect();
+        assert_eq!(distinct.len(), types.len());
+        for t in &types {
+            validate(t).unwrap();
+        }
+        assert!(types.contains(&"invoices.write.successful".to_string()));
     }
 }

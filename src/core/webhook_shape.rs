@@ -1,8 +1,8 @@
 //! The three body shapes Codat has sent, recognised from top-level keys.
 
-use crate::envelope::Shape;
-use crate::raw_json::RawObject;
-use crate::rejection::{RejectReason, Rejection};
+use crate::core::envelope::Shape;
+use crate::core::raw_json::RawObject;
+use crate::core::rejection::{RejectReason, Rejection};
 
 /// Recognises the shape of a body's top-level object. Precedence, from the
 /// most to the least specific: `RuleType` (any case) is a legacy rule;

@@ -3,7 +3,7 @@
 //! transitions and push statuses pick a type, and where each legacy field
 //! lands in the event payload layout.
 
-use crate::envelope::TypeOrigin;
+use crate::core::envelope::TypeOrigin;
 
 /// How a rule's event type is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,7 +381,7 @@ pub fn push_status_suffix(status: Option<&str>) -> (&'static str, TypeOrigin) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_type;
+    use crate::core::event_type;
 
     #[test]
     fn every_spelling_finds_its_own_row_only() {

@@ -8,11 +8,11 @@ use std::io::Read;
 
 use apache_avro::Schema;
 
-use crate::avro_fingerprint;
-use crate::envelope::Envelope;
-use crate::envelope_avro::{AvroError, EnvelopeCodec, RELEASED_SCHEMAS};
-use crate::schema_registry::{RegistryClient, RegistryError};
-use crate::value_format::{Framed, UnknownFraming, parse_framing};
+use crate::core::avro_fingerprint;
+use crate::core::envelope::Envelope;
+use crate::core::envelope_avro::{AvroError, EnvelopeCodec, RELEASED_SCHEMAS};
+use crate::registry::client::{RegistryClient, RegistryError};
+use crate::registry::value_format::{Framed, UnknownFraming, parse_framing};
 
 /// Most bytes `decode` reads from a file or stdin: a record value is far
 /// smaller (Kafka's default limit is 1 MB; an envelope is bounded by
@@ -167,8 +167,8 @@ mod tests {
         let env = crate::normalize(body, &(), &ingest, &options).unwrap();
         let codec = EnvelopeCodec::new().unwrap();
         let datum = codec.encode(&env).unwrap();
-        let spec =
-            avro_fingerprint::fingerprint(crate::envelope_avro::ENVELOPE_SCHEMA_JSON).unwrap();
+        let spec = avro_fingerprint::fingerprint(crate::core::envelope_avro::ENVELOPE_SCHEMA_JSON)
+            .unwrap();
         let old = avro_fingerprint::apache_avro_fingerprint(codec.schema());
         assert_ne!(spec, old, "the two canonical forms differ on logical types");
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::event_type;
-use crate::raw_json::{self, JsonFault, RawObject};
-use crate::rejection::Rejection;
+use crate::core::event_type;
+use crate::core::raw_json::{self, JsonFault, RawObject};
+use crate::core::rejection::Rejection;
 
 /// Company id locations by event type prefix: the first row whose prefix
 /// matches gives the paths, tried in order. From an audit of every event
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn repeated_keys_and_undecodable_strings_on_the_way_to_an_id_are_refused() {
-        use crate::rejection::RejectReason;
+        use crate::core::rejection::RejectReason;
         let refs_err = |t: &str, p: &'static str| {
             refs(t, serde_json::from_str(p).unwrap())
                 .unwrap_err()

@@ -248,14 +248,16 @@ impl Metrics {
             _build: build,
             registry,
         };
-        m.start_time.set(crate::pipeline::now_ms() as f64 / 1000.0);
+        m.start_time
+            .set(crate::ops::health::now_ms() as f64 / 1000.0);
         // Series that exist from the start at 0, so rate() and alerts see
         // them before the first failure rather than an absent series.
-        for reason in crate::rejection::RejectReason::ALL {
+        for reason in crate::core::rejection::RejectReason::ALL {
             m.parse_failures.with_label_values(&[reason.code()]);
             m.dead_lettered.with_label_values(&[reason.code()]);
         }
-        for cause in crate::routing::CatchAllReason::ALL.map(crate::routing::CatchAllReason::label)
+        for cause in
+            crate::ops::events::CatchAllReason::ALL.map(crate::ops::events::CatchAllReason::label)
         {
             m.catch_all_routed.with_label_values(&[cause]);
         }

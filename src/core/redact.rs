@@ -15,9 +15,9 @@ use hmac::{Hmac, Mac};
 use serde_json::value::RawValue;
 use sha2::Sha256;
 
-use crate::config::Secret;
-use crate::raw_json::{self, Kind, OutJson, RawObject};
-use crate::rejection::Rejection;
+use crate::core::raw_json::{self, Kind, OutJson, RawObject};
+use crate::core::rejection::Rejection;
+use crate::core::secret::Secret;
 
 /// Prefix of a hashed value, so a reader can tell it from a real one.
 pub const HASH_PREFIX: &str = "hmac-sha256:";
@@ -90,7 +90,7 @@ impl Redaction {
     fn apply_path(&self, text: &str, segments: &[&str]) -> Result<Option<String>, Rejection> {
         let raw: &RawValue = serde_json::from_str(text).map_err(|e| {
             Rejection::new(
-                crate::rejection::RejectReason::InvalidJson,
+                crate::core::rejection::RejectReason::InvalidJson,
                 format!("payload is not JSON: {e}"),
             )
         })?;

@@ -6,7 +6,7 @@
 //! has been acknowledged by the broker (acks=all, idempotent producer). A
 //! crash re-delivers what was not committed; nothing is skipped. What a
 //! record can do to the loop is set by the failure taxonomy in
-//! [`crate::processor`]: a permanent failure becomes a dead letter, a
+//! [`crate::kafka::processor`]: a permanent failure becomes a dead letter, a
 //! transient one holds the record (and its partition) while it is retried.
 //!
 //! In-flight work is bounded by `pipeline.max_in_flight` records and
@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,83 +34,17 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
-use crate::delivery::{Deliveries, Outcome};
-use crate::metrics::Metrics;
-use crate::normalize::IngestMeta;
-use crate::offsets::{OffsetTracker, Partition, Ticket};
-use crate::output::Input;
-use crate::processor::{Delivered, OutputKind, Prepared, Processor, ProcessorError, StartError};
-use crate::record_headers::InHeaders;
-use crate::value_format;
-
-/// Liveness and readiness, shared with the HTTP endpoint and tests.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// Consumer subscribed and the start-up topics exist.
-    pub started: AtomicBool,
-    /// Shutdown requested; finishing in-flight records.
-    pub draining: AtomicBool,
-    /// Partitions currently assigned to this member.
-    pub assigned_partitions: AtomicUsize,
-    /// Records the broker is refusing right now (being re-sent).
-    pub failing_records: AtomicUsize,
-    /// librdkafka reports every broker down.
-    pub brokers_down: AtomicBool,
-    /// A subscribed ingest topic does not exist (until partitions are assigned).
-    pub ingest_topic_missing: AtomicBool,
-    /// The schema registry does not answer; producing is paused.
-    pub registry_unavailable: AtomicBool,
-    /// An output topic cannot be created yet (broker trouble); its records are held.
-    pub topics_failing: AtomicBool,
-    /// Last time the loop went round, ms since the epoch.
-    pub last_loop_ms: AtomicI64,
-    /// Records consumed.
-    pub consumed: AtomicU64,
-    /// Records whose output (envelope or dead letter) was acknowledged.
-    pub acknowledged: AtomicU64,
-    /// Of those, dead letters.
-    pub dead_lettered: AtomicU64,
-}
-
-impl Health {
-    /// Ready: started, not draining, brokers reachable, nothing failing.
-    pub fn is_ready(&self) -> bool {
-        self.not_ready_reasons().is_empty()
-    }
-
-    /// Why the connector is not ready; empty when it is.
-    pub fn not_ready_reasons(&self) -> Vec<String> {
-        let mut reasons = Vec::new();
-        if !self.started.load(Ordering::Relaxed) {
-            reasons.push("starting".to_owned());
-        }
-        if self.draining.load(Ordering::Relaxed) {
-            reasons.push("draining".to_owned());
-        }
-        if self.brokers_down.load(Ordering::Relaxed) {
-            reasons.push("brokers unreachable".to_owned());
-        }
-        if self.ingest_topic_missing.load(Ordering::Relaxed) {
-            reasons.push("an ingest topic does not exist".to_owned());
-        }
-        if self.registry_unavailable.load(Ordering::Relaxed) {
-            reasons.push("schema registry unavailable".to_owned());
-        }
-        if self.topics_failing.load(Ordering::Relaxed) {
-            reasons.push("an output topic cannot be created yet".to_owned());
-        }
-        let failing = self.failing_records.load(Ordering::Relaxed);
-        if failing > 0 {
-            reasons.push(format!("{failing} records failing to produce"));
-        }
-        reasons
-    }
-
-    /// Marks the loop as alive now.
-    pub fn beat(&self) {
-        self.last_loop_ms.store(now_ms(), Ordering::Relaxed);
-    }
-}
+use crate::core::normalize::IngestMeta;
+use crate::kafka::delivery::{Deliveries, Outcome};
+use crate::kafka::offsets::{OffsetTracker, Partition, Ticket};
+use crate::kafka::output::Input;
+use crate::kafka::processor::{
+    Delivered, OutputKind, Prepared, Processor, ProcessorError, StartError,
+};
+use crate::kafka::record_headers::InHeaders;
+use crate::ops::health::{Health, now_ms};
+use crate::ops::metrics::Metrics;
+use crate::registry::value_format;
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -514,12 +448,4 @@ fn count_consumed(metrics: &Metrics, message: &BorrowedMessage<'_>) {
         .consumed_bytes
         .with_label_values(&[topic])
         .inc_by(bytes);
-}
-
-/// Now, ms since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use crate::envelope::Envelope;
-use crate::rejection::{RejectReason, Rejection};
+use crate::core::envelope::Envelope;
+use crate::core::rejection::{RejectReason, Rejection};
 
 /// Splits `input` into bodies. When the whole input is one JSON value it is
 /// one body; otherwise each non-blank line is a body (blank lines are

@@ -7,11 +7,11 @@ use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 
-use crate::avro_fingerprint;
-use crate::envelope::Envelope;
+use crate::core::avro_fingerprint;
+use crate::core::envelope::Envelope;
 
 /// The envelope schema, exactly as in `schemas/envelope.avsc`.
-pub const ENVELOPE_SCHEMA_JSON: &str = include_str!("../schemas/envelope.avsc");
+pub const ENVELOPE_SCHEMA_JSON: &str = include_str!("../../schemas/envelope.avsc");
 
 /// Failures of the Avro codec.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +30,7 @@ pub enum AvroError {
     NotThisSchema,
     /// The bundled schema has no Parsing Canonical Form (a build defect).
     #[error("envelope schema has no canonical form: {0}")]
-    CanonicalForm(#[from] crate::avro_fingerprint::CanonicalFormError),
+    CanonicalForm(#[from] crate::core::avro_fingerprint::CanonicalFormError),
     /// The schema registry would not give the envelope schema an id.
     #[error("schema registry refused the envelope schema: {0}")]
     Registry(String),
@@ -52,8 +52,14 @@ pub struct EnvelopeCodec {
 /// Every released version of the envelope schema, oldest first, as kept in
 /// `schemas/released/`. The evolution test checks each against the current one.
 pub const RELEASED_SCHEMAS: &[(&str, &str)] = &[
-    ("v1", include_str!("../schemas/released/envelope-v1.avsc")),
-    ("v2", include_str!("../schemas/released/envelope-v2.avsc")),
+    (
+        "v1",
+        include_str!("../../schemas/released/envelope-v1.avsc"),
+    ),
+    (
+        "v2",
+        include_str!("../../schemas/released/envelope-v2.avsc"),
+    ),
 ];
 
 /// First byte of the Confluent wire format.
@@ -94,9 +100,9 @@ impl EnvelopeCodec {
     }
 
     /// Appends the Avro binary encoding of `envelope` to `out`, with the
-    /// direct writer ([`crate::avro_writer`]): byte-identical to apache-avro's.
+    /// direct writer ([`crate::core::avro_writer`]): byte-identical to apache-avro's.
     pub fn encode_into(&self, envelope: &Envelope<'_>, out: &mut Vec<u8>) -> Result<(), AvroError> {
-        crate::avro_writer::write_envelope(envelope, out);
+        crate::core::avro_writer::write_envelope(envelope, out);
         Ok(())
     }
 

@@ -15,14 +15,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
-use crate::body_file::split_bodies;
+use crate::cli::body_file::split_bodies;
 use crate::config::Settings;
-use crate::envelope_avro::EnvelopeCodec;
-use crate::metrics::{Metrics, MetricsError};
-use crate::pipeline::{self, Health, RunOutcome};
+use crate::core::envelope_avro::EnvelopeCodec;
+use crate::kafka::pipeline::{self, RunOutcome};
+use crate::ops::health::Health;
+use crate::ops::metrics::{Metrics, MetricsError};
 
 /// The bundled sample: every published Codat example plus invalid bodies.
-pub const SAMPLE_WEBHOOKS: &[u8] = include_bytes!("../samples/webhooks.jsonl");
+pub const SAMPLE_WEBHOOKS: &[u8] = include_bytes!("../../samples/webhooks.jsonl");
 
 /// What the demo saw on each output topic.
 #[derive(Debug, Default)]
@@ -72,7 +73,7 @@ pub enum DemoError {
     Join(#[from] tokio::task::JoinError),
     /// An output record did not decode.
     #[error("avro: {0}")]
-    Avro(#[from] crate::envelope_avro::AvroError),
+    Avro(#[from] crate::core::envelope_avro::AvroError),
 }
 
 /// Runs the demo over `bodies` (JSON Lines).
@@ -205,10 +206,10 @@ fn describe(
         // need not be UTF-8 (rdkafka's `Headers::iter` would panic).
         let reason = m
             .headers()
-            .map(crate::record_headers::header_pairs)
+            .map(crate::kafka::record_headers::header_pairs)
             .unwrap_or_default()
             .into_iter()
-            .find(|(k, _)| *k == crate::output::DLQ_REASON.as_bytes())
+            .find(|(k, _)| *k == crate::kafka::output::DLQ_REASON.as_bytes())
             .and_then(|(_, v)| v)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();

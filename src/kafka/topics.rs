@@ -11,20 +11,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{Settings, TopicSettings};
-use crate::event_type::{CATALOG, WRITE_DATA_TYPES, WRITE_OUTCOMES};
-
-/// Every event type known in advance: the catalog, the data-type writes and
-/// codat-stream's own connection type.
-pub fn known_event_types() -> Vec<String> {
-    let mut types: Vec<String> = CATALOG.iter().map(|(t, _)| (*t).to_owned()).collect();
-    for dt in WRITE_DATA_TYPES {
-        for outcome in WRITE_OUTCOMES {
-            types.push(format!("{dt}.write.{outcome}"));
-        }
-    }
-    types.push(crate::legacy::mapping::CONNECTION_OTHER_TRANSITION.to_owned());
-    types
-}
 
 /// Why topics could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -172,20 +158,4 @@ fn is_refusal(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::InvalidRequest
             | RDKafkaErrorCode::UnsupportedVersion
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn known_types_are_valid_and_distinct() {
-        let types = known_event_types();
-        let distinct: HashSet<_> = types.iter().collect();
-        assert_eq!(distinct.len(), types.len());
-        for t in &types {
-            crate::event_type::validate(t).unwrap();
-        }
-        assert!(types.contains(&"invoices.write.successful".to_string()));
-    }
 }

@@ -21,22 +21,23 @@ use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{Settings, ValueFormat};
-use crate::delivery::Refusal;
-use crate::envelope::{Envelope, Shape};
-use crate::envelope_avro::{ENVELOPE_SCHEMA_JSON, EnvelopeCodec};
-use crate::metrics::{Metrics, UNROUTED_TYPE_LABEL};
-use crate::normalize::{NormalizeOptions, normalize};
-use crate::output::{
+use crate::core::envelope::{Envelope, Shape};
+use crate::core::envelope_avro::{ENVELOPE_SCHEMA_JSON, EnvelopeCodec};
+use crate::core::event_type::known_event_types;
+use crate::core::normalize::{NormalizeOptions, normalize};
+use crate::core::rejection::{RejectReason, Rejection};
+use crate::kafka::delivery::Refusal;
+use crate::kafka::output::{
     DeadLetterForm, Input, InputCopy, OutRecord, dead_letter_record, envelope_record,
     fitting_dead_letter,
 };
-use crate::pipeline::Health;
-use crate::record_headers::HeaderSlice;
-use crate::rejection::{RejectReason, Rejection};
-use crate::routing::{Route, Router};
-use crate::schema_registry::{RegistryClient, RegistryError};
-use crate::topics::{TopicCreator, known_event_types};
-use crate::value_format::{SchemaIds, SubjectNameStrategy};
+use crate::kafka::record_headers::HeaderSlice;
+use crate::kafka::routing::{Route, Router};
+use crate::kafka::topics::TopicCreator;
+use crate::ops::health::Health;
+use crate::ops::metrics::{Metrics, UNROUTED_TYPE_LABEL};
+use crate::registry::client::{RegistryClient, RegistryError};
+use crate::registry::value_format::{SchemaIds, SubjectNameStrategy};
 
 /// What one output record is, for the metrics counted on acknowledgement
 /// and for what to send instead if it is refused.
@@ -96,7 +97,7 @@ pub enum ProcessorError {
     Kafka(#[from] rdkafka::error::KafkaError),
     /// The envelope codec could not be built.
     #[error(transparent)]
-    Avro(#[from] crate::envelope_avro::AvroError),
+    Avro(#[from] crate::core::envelope_avro::AvroError),
     /// The schema registry client could not be built.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -398,7 +399,7 @@ impl<'s> Processor<'s> {
                     }
                 }
                 Err(e) => {
-                    error!(error = %e, event_type = %crate::rejection::excerpt(event_type), "topic refused: routing this type to the catch-all topic");
+                    error!(error = %e, event_type = %crate::core::rejection::excerpt(event_type), "topic refused: routing this type to the catch-all topic");
                     self.router.mark_unavailable(event_type);
                 }
             }
@@ -426,7 +427,7 @@ impl<'s> Processor<'s> {
         match self.registry_id(&route.topic, shutdown).await? {
             Ok(id) => return Some(Ok((route, Some(id)))),
             Err(e) if route.catch_all.is_none() => {
-                error!(error = %e, event_type = %crate::rejection::excerpt(event_type), "schema registry refused this type's subject: routing the type to the catch-all topic");
+                error!(error = %e, event_type = %crate::core::rejection::excerpt(event_type), "schema registry refused this type's subject: routing the type to the catch-all topic");
                 self.router.mark_unavailable(event_type);
             }
             Err(e) => return Some(Err(registry_refused(&e))),
@@ -489,7 +490,7 @@ impl<'s> Processor<'s> {
                 .with_label_values(&[reason.label()])
                 .inc();
             if route.first_catch_all_for_type {
-                warn!(event_type = %crate::rejection::excerpt(&envelope.event_type), cause = reason.label(), topic = %route.topic, "routing a new event type to the catch-all topic");
+                warn!(event_type = %crate::core::rejection::excerpt(&envelope.event_type), cause = reason.label(), topic = %route.topic, "routing a new event type to the catch-all topic");
             }
         }
     }
@@ -545,7 +546,7 @@ impl<'s> Processor<'s> {
 /// What travels with each output record through delivery.
 pub struct Delivered {
     /// The input offset it settles.
-    pub ticket: crate::offsets::Ticket,
+    pub ticket: crate::kafka::offsets::Ticket,
     /// What it is.
     pub prepared_kind: OutputKind,
     /// When its input was consumed.
@@ -559,7 +560,7 @@ pub struct Delivered {
 pub enum StartError {
     /// Output topics could not be created.
     #[error(transparent)]
-    Topics(#[from] crate::topics::TopicError),
+    Topics(#[from] crate::kafka::topics::TopicError),
     /// The schema registry refused or did not answer.
     #[error("cannot register the envelope schema: {0}")]
     Registry(#[from] RegistryError),
@@ -630,8 +631,8 @@ pub fn shape_label(shape: Shape) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::IngestMeta;
-    use crate::offsets::OffsetTracker;
+    use crate::core::normalize::IngestMeta;
+    use crate::kafka::offsets::OffsetTracker;
 
     const EVENT: &[u8] =
         br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"c"}}}"#;

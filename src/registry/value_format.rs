@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use crate::config::ValueFormat;
-use crate::envelope_avro::{CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER};
-use crate::schema_registry::{RegistryClient, RegistryError};
+use crate::core::envelope_avro::{CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER};
+use crate::registry::client::{RegistryClient, RegistryError};
 
 /// The envelope record's full name: its subject under RecordNameStrategy.
 pub const ENVELOPE_FULL_NAME: &str = "io.codatstream.Envelope";

@@ -20,8 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::metrics::Metrics;
-use crate::pipeline::{Health, now_ms};
+use crate::ops::health::{Health, now_ms};
+use crate::ops::metrics::Metrics;
 
 /// Most connections open at once. Past it the oldest is closed to make room:
 /// a flood of idle or slow connections then costs a probe one accept, not a

@@ -7,10 +7,10 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use super::mapping::{self, Constant, RuleRow, Source, TypeRule};
-use crate::envelope::{LegacyRule, TypeOrigin};
-use crate::event_type;
-use crate::raw_json::{self, JsonFault, Kind, OutJson, RawObject};
-use crate::rejection::{RejectReason, Rejection, excerpt};
+use crate::core::envelope::{LegacyRule, TypeOrigin};
+use crate::core::event_type;
+use crate::core::raw_json::{self, JsonFault, Kind, OutJson, RawObject};
+use crate::core::rejection::{RejectReason, Rejection, excerpt};
 
 const SHAPE: &str = "legacy rule";
 

@@ -5,10 +5,10 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::envelope::Envelope;
-use crate::normalize::IngestMeta;
-use crate::record_headers::RawHeader;
-use crate::rejection::{RejectReason, Rejection};
+use crate::core::envelope::Envelope;
+use crate::core::normalize::IngestMeta;
+use crate::core::rejection::{RejectReason, Rejection};
+use crate::kafka::record_headers::RawHeader;
 
 /// Content type of envelope record values (Avro single-object encoding).
 pub const ENVELOPE_CONTENT_TYPE: &str = "application/avro";

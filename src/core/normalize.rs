@@ -7,17 +7,17 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::envelope::{
+use crate::core::envelope::{
     Envelope, IdSource, Ingest, PAYLOAD_CONTENT_TYPE, SPEC_VERSION, Shape, TimeSource,
 };
-use crate::event_payload;
-use crate::event_type;
-use crate::legacy;
-use crate::raw_json::{self, Kind, OutJson, RawObject};
-use crate::redact::Redaction;
-use crate::rejection::{RejectReason, Rejection};
-use crate::timestamp;
-use crate::webhook_shape;
+use crate::core::event_payload;
+use crate::core::event_type;
+use crate::core::legacy;
+use crate::core::raw_json::{self, Kind, OutJson, RawObject};
+use crate::core::redact::Redaction;
+use crate::core::rejection::{RejectReason, Rejection};
+use crate::core::timestamp;
+use crate::core::webhook_shape;
 
 /// The header Codat (Standard Webhooks) sets on every delivery; stable
 /// across retries of one message.
@@ -407,7 +407,10 @@ mod tests {
     fn unknown_well_formed_types_pass_through() {
         let env = ok(r#"{"id":"e1","eventType":"brand.new.thing","payload":{}}"#);
         assert_eq!(env.event_type, "brand.new.thing");
-        assert_eq!(env.type_origin, crate::envelope::TypeOrigin::CodatUnlisted);
+        assert_eq!(
+            env.type_origin,
+            crate::core::envelope::TypeOrigin::CodatUnlisted
+        );
         assert_eq!(env.time, INGEST.timestamp_ms);
         assert_eq!(env.time_source, TimeSource::Ingest);
     }
@@ -585,8 +588,8 @@ mod tests {
     /// of the envelope topics. The same paths redact legacy and event bodies.
     #[test]
     fn redaction_applies_to_legacy_and_event_payloads_alike() {
-        use crate::config::Secret;
-        use crate::redact::RedactMode;
+        use crate::core::redact::RedactMode;
+        use crate::core::secret::Secret;
         let redact = |mode| {
             &*Box::leak(Box::new(NormalizeOptions {
                 redact: Redaction {

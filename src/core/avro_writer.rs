@@ -9,7 +9,7 @@
 //! fingerprint is pinned ([`ENVELOPE_FINGERPRINT`]) so that editing the
 //! `.avsc` fails the tests until this writer is checked against it.
 
-use crate::envelope::{Envelope, Ingest, LegacyRule};
+use crate::core::envelope::{Envelope, Ingest, LegacyRule};
 
 /// CRC-64-AVRO fingerprint (little-endian) of the Parsing Canonical Form of
 /// `schemas/envelope.avsc` that this writer follows field for field.
@@ -109,8 +109,10 @@ mod tests {
 
     #[test]
     fn the_writer_follows_the_pinned_schema() {
-        let now = crate::avro_fingerprint::fingerprint(crate::envelope_avro::ENVELOPE_SCHEMA_JSON)
-            .unwrap();
+        let now = crate::core::avro_fingerprint::fingerprint(
+            crate::core::envelope_avro::ENVELOPE_SCHEMA_JSON,
+        )
+        .unwrap();
         assert_eq!(
             now, ENVELOPE_FINGERPRINT,
             "schemas/envelope.avsc changed: make src/avro_writer.rs write the new schema, \

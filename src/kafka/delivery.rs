@@ -28,10 +28,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::metrics::Metrics;
-use crate::output::OutRecord;
-use crate::pipeline::Health;
-use crate::record_headers::owned_headers;
+use crate::kafka::output::OutRecord;
+use crate::kafka::record_headers::owned_headers;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
 
 /// Most delivery reports taken per wake-up.
 const BATCH: usize = 4096;

@@ -14,7 +14,7 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::rejection::Rejection;
+use crate::core::rejection::Rejection;
 
 /// Why a JSON value the normaliser reads is unusable, though valid JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn parse_refuses_repeated_and_undecodable_keys() {
-        use crate::rejection::RejectReason;
+        use crate::core::rejection::RejectReason;
         let err = RawObject::parse(raw(r#"{"b":1,"a":2,"b":3}"#)).unwrap_err();
         assert_eq!(err, JsonFault::DuplicateKey("b".into()));
         let rejection = err.at("`payload`");

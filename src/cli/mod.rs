@@ -1,0 +1,6 @@
+//! The subcommands' own pieces: body files for `normalize`, reading
+//! envelopes back for `decode`, and the self-contained `demo`.
+
+pub mod body_file;
+pub mod decode;
+pub mod demo;

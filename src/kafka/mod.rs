@@ -1,0 +1,12 @@
+//! The Kafka shell: the consume -> process -> produce loop, the per-record
+//! step, deliveries and re-sends, committable offsets, routing, output
+//! topics, and the records written (envelopes and dead letters).
+
+pub mod delivery;
+pub mod offsets;
+pub mod output;
+pub mod pipeline;
+pub mod processor;
+pub mod record_headers;
+pub mod routing;
+pub mod topics;
