@@ -381,6 +381,9 @@ fn one_per_line(problems: &[String]) -> String {
     problems.iter().map(|p| format!("\n  - {p}")).collect()
 }
 
+/// librdkafka's prefetch bound (`queued.max.messages.kbytes`), KiB: 32 MiB.
+pub const PREFETCH_KBYTES: &str = "32768";
+
 impl Settings {
     /// Loads defaults, then `file` (if given), then the environment, and validates.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -458,10 +461,12 @@ impl Settings {
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("auto.offset.reset", &self.ingest.auto_offset_reset)
-            // Bound librdkafka's prefetch queue, so memory stays bounded
-            // however large the backlog.
-            .set("queued.max.messages.kbytes", "16384")
-            .set("queued.min.messages", "10000");
+            // Bound librdkafka's prefetch queue in bytes (its default is
+            // 64 MiB), so memory stays bounded however large the backlog.
+            // The record-count threshold stays librdkafka's: a low one
+            // (10,000 was tried) starved the consumer at a quarter of the
+            // broker's pace.
+            .set("queued.max.messages.kbytes", PREFETCH_KBYTES);
         self.set_statistics_interval(&mut c);
         apply(&mut c, &self.kafka.common);
         apply(&mut c, &self.kafka.consumer);

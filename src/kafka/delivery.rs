@@ -7,24 +7,23 @@
 //! instead of being re-sent forever: one such record used to hold its
 //! partition for good.
 //!
-//! librdkafka's own thread reports each delivery into a channel; the
-//! pipeline drains many reports per wake-up instead of polling one future
-//! per record, which kept the threads ping-ponging (a quarter of the CPU in
-//! the end-to-end benchmark's profile).
+//! The producer is polled inline by the loop's own thread: delivery
+//! reports are served by `poll` on that thread and collected in a batch,
+//! with no hand-off to another thread (a `ThreadedProducer` and a channel
+//! cost a context switch per wake-up, and a quarter of the CPU in the
+//! end-to-end benchmark's profile before that).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
@@ -33,22 +32,20 @@ use crate::kafka::record_headers::owned_headers;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
-/// Most delivery reports taken per wake-up.
-const BATCH: usize = 4096;
-
 /// How long to wait before re-offering a record librdkafka's queue had no room for.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
 /// One delivery report: the record's slot and its outcome.
 type Report = (usize, KafkaResult<()>);
 
-/// Producer callbacks: delivery reports into the channel; client errors
+/// Producer callbacks: delivery reports into a batch the loop takes after
+/// each `poll` (on the same thread: the lock is never contended); client errors
 /// mark the brokers unreachable, so readiness drops during an outage even
 /// while nothing is consumed.
 pub struct OutputContext {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
-    reports: mpsc::UnboundedSender<Report>,
+    reports: Mutex<Vec<Report>>,
 }
 
 impl ClientContext for OutputContext {
@@ -75,8 +72,10 @@ impl ProducerContext for OutputContext {
             Ok(_) => Ok(()),
             Err((e, _)) => Err(e.clone()),
         };
-        // The receiver is gone only when the pipeline has stopped.
-        let _ = self.reports.send((slot, outcome));
+        self.reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((slot, outcome));
     }
 }
 
@@ -164,8 +163,7 @@ struct Pending<T> {
 
 /// Records in flight to the broker; `T` is what each acknowledgement returns.
 pub struct Deliveries<T> {
-    producer: ThreadedProducer<OutputContext>,
-    reports: mpsc::UnboundedReceiver<Report>,
+    producer: BaseProducer<OutputContext>,
     pending: HashMap<usize, Pending<T>>,
     next_slot: usize,
     resend_at: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -186,15 +184,13 @@ impl<T> Deliveries<T> {
         metrics: Arc<Metrics>,
         backoff_max_ms: u64,
     ) -> KafkaResult<Deliveries<T>> {
-        let (tx, rx) = mpsc::unbounded_channel();
         let producer = config.create_with_context(OutputContext {
             health: health.clone(),
             metrics: metrics.clone(),
-            reports: tx,
+            reports: Mutex::new(Vec::new()),
         })?;
         Ok(Deliveries {
             producer,
-            reports: rx,
             pending: HashMap::new(),
             next_slot: 0,
             resend_at: BinaryHeap::new(),
@@ -203,7 +199,7 @@ impl<T> Deliveries<T> {
             metrics,
             backoff_max_ms,
             bytes: 0,
-            buf: Vec::with_capacity(BATCH),
+            buf: Vec::new(),
         })
     }
 
@@ -347,39 +343,39 @@ impl<T> Deliveries<T> {
         }))
     }
 
-    /// Waits until records are acknowledged or refused and appends their
-    /// outcomes to `out`; re-sends due records meanwhile. Cancel-safe:
-    /// nothing is lost if the future is dropped at its await point.
-    pub async fn acknowledged(&mut self, out: &mut Vec<Outcome<T>>) {
-        loop {
-            for (slot, code) in std::mem::take(&mut self.refused_at_send) {
-                out.extend(self.refused(slot, code));
+    /// Serves delivery reports for up to `timeout` (returning as soon as
+    /// one arrives) and appends the outcomes to `out`; re-sends due records.
+    /// Called by the loop's thread: the reports are served on it.
+    pub fn poll(&mut self, timeout: Duration, out: &mut Vec<Outcome<T>>) {
+        for (slot, code) in std::mem::take(&mut self.refused_at_send) {
+            out.extend(self.refused(slot, code));
+        }
+        let timeout = match self.resend_at.peek() {
+            Some(Reverse((at, _))) => timeout.min(at.saturating_duration_since(Instant::now())),
+            None => timeout,
+        };
+        self.producer.poll(if out.is_empty() {
+            timeout
+        } else {
+            Duration::ZERO
+        });
+        std::mem::swap(
+            &mut self.buf,
+            &mut self
+                .producer
+                .context()
+                .reports
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        self.settle_reports(out);
+        let now = Instant::now();
+        while let Some(Reverse((at, slot))) = self.resend_at.peek().copied() {
+            if at > now {
+                break;
             }
-            if !out.is_empty() {
-                return;
-            }
-            let due = self.resend_at.peek().map(|Reverse((at, _))| *at);
-            let got_reports = tokio::select! {
-                n = self.reports.recv_many(&mut self.buf, BATCH) => {
-                    if n == 0 {
-                        // Closed: only when the producer is gone; nothing more will come.
-                        std::future::pending::<()>().await;
-                    }
-                    true
-                }
-                () = sleep_until_opt(due), if due.is_some() => false,
-            };
-            if got_reports {
-                self.settle_reports(out);
-            }
-            let now = Instant::now();
-            while let Some(Reverse((at, slot))) = self.resend_at.peek().copied() {
-                if at > now {
-                    break;
-                }
-                self.resend_at.pop();
-                self.offer(slot);
-            }
+            self.resend_at.pop();
+            self.offer(slot);
         }
     }
 
@@ -407,6 +403,11 @@ impl<T> Deliveries<T> {
     pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
         self.producer.flush(timeout)
     }
+
+    /// When the next re-send is due, if any.
+    pub fn next_resend(&self) -> Option<Instant> {
+        self.resend_at.peek().map(|Reverse((at, _))| *at)
+    }
 }
 
 fn error_label(error: &KafkaError) -> String {
@@ -415,13 +416,6 @@ fn error_label(error: &KafkaError) -> String {
         other => other
             .rdkafka_error_code()
             .map_or_else(|| "Other".to_owned(), |c| format!("{c:?}")),
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

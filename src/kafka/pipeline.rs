@@ -9,35 +9,42 @@
 //! [`crate::kafka::processor`]: a permanent failure becomes a dead letter, a
 //! transient one holds the record (and its partition) while it is retried.
 //!
+//! One OS thread (`codat-hot`) does the whole hot path: it polls the
+//! consumer in batches, registers each record's ticket at poll, normalises,
+//! encodes and sends, polls the producer inline (delivery reports on the
+//! same thread), and stores offsets once per batch. The rare waits (topic
+//! creation, the schema registry) are futures driven on the same thread;
+//! while one waits, the assigned partitions are paused and the consumer is
+//! still polled, so the group never evicts a member that is waiting on
+//! purpose.
+//!
 //! In-flight work is bounded by `pipeline.max_in_flight` records and
 //! `pipeline.max_in_flight_bytes`: past either, the loop stops consuming
-//! until acknowledgements arrive (it prefers them to new records), and
-//! librdkafka's prefetch queue is bounded in the consumer config, so memory
-//! stays bounded however large the backlog.
+//! (pausing its partitions if that lasts) until acknowledgements arrive, and
+//! librdkafka's prefetch queue is bounded in bytes in the consumer config,
+//! so memory stays bounded however large the backlog.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::statistics::Statistics;
-use rdkafka::{Message, TopicPartitionList};
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
 use crate::core::normalize::IngestMeta;
+use crate::kafka::consumer::{IngestContext, commit_stored};
 use crate::kafka::delivery::{Deliveries, Outcome};
 use crate::kafka::offsets::{OffsetTracker, Partition, Ticket};
-use crate::kafka::output::Input;
+use crate::kafka::output::{Input, InputCopy};
 use crate::kafka::processor::{
     Delivered, OutputKind, Prepared, Processor, ProcessorError, StartError,
 };
@@ -45,6 +52,20 @@ use crate::kafka::record_headers::InHeaders;
 use crate::ops::health::{Health, now_ms};
 use crate::ops::metrics::Metrics;
 use crate::registry::value_format;
+
+/// The hot thread's name (liveness tests find it by this name).
+pub const HOT_THREAD: &str = "codat-hot";
+
+/// Most records consumed before the producer is polled again.
+const BATCH: usize = 512;
+/// How long an idle loop blocks on the consumer.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How long the loop waits for acknowledgements when it cannot consume.
+const ACK_WAIT: Duration = Duration::from_millis(5);
+/// How often the consumer is polled while a record waits on purpose.
+const KEEP_ALIVE: Duration = Duration::from_millis(100);
+/// How long without room before the partitions are paused.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,149 +92,47 @@ pub enum PipelineError {
     /// Start-up topics or schema registration failed for good.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The hot thread could not be started or stopped without a result.
+    #[error("the processing thread failed: {0}")]
+    Thread(String),
 }
 
-/// Consumer callbacks: rebalances and client errors.
-struct IngestContext {
-    tracker: Arc<Mutex<OffsetTracker>>,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-    topic_names: Mutex<HashMap<String, Arc<str>>>,
-}
-
-impl IngestContext {
-    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
-        // A panic while holding the lock cannot leave the tracker torn
-        // (each method is one step), so carry on with its state.
-        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn partition(&self, topic: &str, partition: i32) -> Partition {
-        let mut names = self.topic_names.lock().unwrap_or_else(|p| p.into_inner());
-        let name = names
-            .entry(topic.to_owned())
-            .or_insert_with(|| Arc::from(topic))
-            .clone();
-        (name, partition)
-    }
-}
-
-impl ClientContext for IngestContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        match error {
-            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) => {
-                self.health.brokers_down.store(true, Ordering::Relaxed);
-            }
-            KafkaError::Global(RDKafkaErrorCode::UnknownTopicOrPartition) => {
-                self.health
-                    .ingest_topic_missing
-                    .store(true, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-        warn!(%error, reason, "kafka consumer error");
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        self.metrics.record_statistics("consumer", &statistics);
-    }
-}
-
-impl ConsumerContext for IngestContext {
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => self.metrics.offset_commits.inc(),
-            // Nothing new to commit is not a failure.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                self.metrics.offset_commit_failures.inc();
-                warn!(error = %e, "offset commit failed");
-            }
-        }
-    }
-
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                // Commit what is acknowledged before the partitions go; what
-                // is still in flight is abandoned uncommitted, so the next
-                // owner re-reads it (at-least-once).
-                commit_stored(consumer, "revoke");
-                let mut tracker = self.tracker();
-                for e in tpl.elements() {
-                    tracker.revoked(&self.partition(e.topic(), e.partition()));
-                }
-                drop(tracker);
-                let n = tpl.count();
-                let left = self
-                    .health
-                    .assigned_partitions
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(n);
-                self.health
-                    .assigned_partitions
-                    .store(left, Ordering::Relaxed);
-                self.metrics.assigned_partitions.set(left as i64);
-                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
-                info!(revoked = %describe(tpl), "partitions revoked");
-            }
-            Rebalance::Assign(tpl) => {
-                self.health
-                    .ingest_topic_missing
-                    .store(false, Ordering::Relaxed);
-                let now = self
-                    .health
-                    .assigned_partitions
-                    .fetch_add(tpl.count(), Ordering::Relaxed)
-                    + tpl.count();
-                self.metrics.assigned_partitions.set(now as i64);
-                self.metrics.rebalances.with_label_values(&["assign"]).inc();
-                info!(assigned = %describe(tpl), "partitions assigned");
-            }
-            Rebalance::Error(e) => {
-                self.metrics.rebalances.with_label_values(&["error"]).inc();
-                warn!(error = %e, "rebalance error");
-            }
-        }
-    }
-}
-
-fn describe(tpl: &TopicPartitionList) -> String {
-    let parts: Vec<String> = tpl
-        .elements()
-        .iter()
-        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
-        .collect();
-    parts.join(",")
-}
-
-/// Commits stored offsets now; the result is counted by `commit_callback`.
-fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>, when: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => debug!(when, "offsets committed"),
-        // Nothing new to commit.
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => debug!(error = %e, when, "offset commit failed"),
-    }
-}
-
-/// Runs the pipeline until `shutdown` completes, then drains and commits.
+/// Runs the pipeline on its own OS thread until `shutdown` completes, then
+/// drains and commits. Must be called within a Tokio runtime: the thread
+/// drives the rare waits (registry, admin API) with the runtime's timers
+/// and I/O.
 pub async fn run(
     settings: Settings,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+) -> Result<RunOutcome, PipelineError> {
+    let runtime = tokio::runtime::Handle::current();
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(HOT_THREAD.to_owned())
+        .spawn(move || {
+            let outcome = runtime.block_on(run_here(settings, shutdown, health, metrics));
+            let _ = done.send(outcome);
+        })
+        .map_err(|e| PipelineError::Thread(e.to_string()))?;
+    result
+        .await
+        .map_err(|_| PipelineError::Thread("it stopped without a result (a panic)".to_owned()))?
+}
+
+/// The pipeline on the calling thread.
+async fn run_here(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
 ) -> Result<RunOutcome, PipelineError> {
     health.beat();
     metrics.init_ingest_topics(&settings.ingest.topics);
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
-    let context = IngestContext {
-        tracker: tracker.clone(),
-        health: health.clone(),
-        metrics: metrics.clone(),
-        topic_names: Mutex::new(HashMap::new()),
-    };
-    let consumer: StreamConsumer<IngestContext> =
+    let context = IngestContext::new(tracker.clone(), health.clone(), metrics.clone());
+    let consumer: BaseConsumer<IngestContext> =
         settings.consumer_config().create_with_context(context)?;
     let mut deliveries: Deliveries<Delivered> = Deliveries::new(
         &settings.producer_config(),
@@ -224,6 +143,14 @@ pub async fn run(
     let mut processor = Processor::new(&settings, &metrics, &health)?;
     // Shared: the loop and the waits for the broker and registry all watch it.
     let shutdown = Box::pin(shutdown).shared();
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn({
+        let (shutdown, stop) = (shutdown.clone(), stop.clone());
+        async move {
+            shutdown.await;
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
     if !processor.start(shutdown.clone()).await? {
         info!("shutdown requested during start-up");
         return Ok(RunOutcome::Drained);
@@ -232,7 +159,6 @@ pub async fn run(
         value_format = value_format::name(settings.value_format()),
         "envelope value format"
     );
-
     let topic_refs: Vec<&str> = settings.ingest.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs)?;
     health.started.store(true, Ordering::Relaxed);
@@ -243,17 +169,37 @@ pub async fn run(
         max_in_flight_bytes = settings.pipeline.max_in_flight_bytes,
         "codat-stream started"
     );
-    let mut state = LoopState {
-        consumer: &consumer,
-        deliveries: &mut deliveries,
+    let mut hot = Hot {
         processor: &mut processor,
-        tracker: &tracker,
-        health: &health,
-        metrics: &metrics,
+        io: Io {
+            consumer: &consumer,
+            deliveries: &mut deliveries,
+            tracker: &tracker,
+            health: &health,
+            metrics: &metrics,
+            outcomes: Vec::new(),
+            deferred: VecDeque::new(),
+            to_store: Vec::new(),
+            paused: false,
+            no_room_since: None,
+            max_records: settings.pipeline.max_in_flight,
+            max_bytes: settings.pipeline.max_in_flight_bytes,
+        },
     };
-    let abandoned = state.run_loop(&settings, shutdown).await;
+    let drain_timeout = Duration::from_millis(settings.pipeline.drain_timeout_ms);
+    let abandoned = hot.run_loop(&stop, drain_timeout, &shutdown).await;
+    drop(hot);
+    finish(&consumer, &deliveries, &health, abandoned)
+}
 
-    commit_stored(&consumer, "shutdown");
+/// Commits, flushes and says how the run ended.
+fn finish(
+    consumer: &BaseConsumer<IngestContext>,
+    deliveries: &Deliveries<Delivered>,
+    health: &Health,
+    abandoned: usize,
+) -> Result<RunOutcome, PipelineError> {
+    commit_stored(consumer, "shutdown");
     if let Err(e) = deliveries.flush(Duration::from_secs(5)) {
         debug!(error = %e, "producer flush at exit");
     }
@@ -275,73 +221,287 @@ pub async fn run(
     }
 }
 
-/// What the consume -> process -> deliver loop works with.
-struct LoopState<'r, 's> {
-    consumer: &'r StreamConsumer<IngestContext>,
-    deliveries: &'r mut Deliveries<Delivered>,
+/// The hot loop's state: the processor, and everything else (split so a
+/// waiting processor future and the consumer's keep-alive can both borrow).
+struct Hot<'r, 's> {
     processor: &'r mut Processor<'s>,
+    io: Io<'r>,
+}
+
+/// A record consumed while the partitions were paused: its ticket is
+/// registered, it is processed once the wait is over.
+struct Deferred {
+    ticket: Ticket,
+    input: Box<InputCopy>,
+    consumed_at: Instant,
+}
+
+/// The consumer, deliveries and bookkeeping of the hot loop.
+struct Io<'r> {
+    consumer: &'r BaseConsumer<IngestContext>,
+    deliveries: &'r mut Deliveries<Delivered>,
     tracker: &'r Mutex<OffsetTracker>,
     health: &'r Health,
     metrics: &'r Metrics,
+    /// Delivery outcomes not yet settled.
+    outcomes: Vec<Outcome<Delivered>>,
+    /// Records consumed during a pause, in order.
+    deferred: VecDeque<Deferred>,
+    /// Offsets to store at the end of this batch of outcomes.
+    to_store: Vec<(Partition, i64)>,
+    paused: bool,
+    no_room_since: Option<Instant>,
+    max_records: usize,
+    max_bytes: usize,
 }
 
-impl LoopState<'_, '_> {
+impl Hot<'_, '_> {
     /// Runs until shutdown and the drain end; returns the records abandoned.
     async fn run_loop<F: Future<Output = ()> + Clone>(
         &mut self,
-        settings: &Settings,
-        shutdown: F,
+        stop: &AtomicBool,
+        drain_timeout: Duration,
+        shutdown: &F,
     ) -> usize {
-        // Keeps liveness and the in-flight gauge fresh while nothing arrives.
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut outcomes: Vec<Outcome<Delivered>> = Vec::new();
         let mut drain_deadline: Option<Instant> = None;
-        let max_records = settings.pipeline.max_in_flight;
-        let max_bytes = settings.pipeline.max_in_flight_bytes;
         loop {
-            self.health.beat();
-            self.metrics.in_flight.set(self.deliveries.len() as i64);
-            if drain_deadline.is_some() && self.deliveries.is_empty() {
-                return 0;
+            self.io.health.beat();
+            self.io
+                .metrics
+                .in_flight
+                .set(self.io.deliveries.len() as i64);
+            if drain_deadline.is_none() && stop.load(Ordering::Relaxed) {
+                self.io.health.draining.store(true, Ordering::Relaxed);
+                drain_deadline = Some(Instant::now() + drain_timeout);
+                info!(
+                    in_flight = self.io.deliveries.len(),
+                    "shutdown requested: draining"
+                );
             }
-            let room = self.deliveries.len() < max_records && self.deliveries.bytes() < max_bytes;
-            let deadline =
-                drain_deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
-                // Acknowledgements first: they free capacity and memory.
-                biased;
-                () = self.deliveries.acknowledged(&mut outcomes), if !self.deliveries.is_empty() => {
-                    for outcome in std::mem::take(&mut outcomes) {
-                        self.settle(outcome, &shutdown).await;
-                    }
+            if let Some(deadline) = drain_deadline {
+                if self.io.deliveries.is_empty() {
+                    return 0;
                 }
-                () = shutdown.clone(), if drain_deadline.is_none() => {
-                    self.health.draining.store(true, Ordering::Relaxed);
-                    drain_deadline = Some(Instant::now() + Duration::from_millis(settings.pipeline.drain_timeout_ms));
-                    info!(in_flight = self.deliveries.len(), "shutdown requested: draining");
+                if Instant::now() >= deadline {
+                    return self.io.deliveries.len();
                 }
-                () = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
-                    return self.deliveries.len();
-                }
-                _ = tick.tick() => {}
-                received = self.consumer.recv(), if drain_deadline.is_none() && room => {
-                    match received {
-                        Ok(message) => self.consumed(&message, &shutdown).await,
-                        Err(e) => warn!(error = %e, "consume error"),
-                    }
-                }
+            }
+            let consumed = match drain_deadline {
+                None => self.consume_batch(shutdown).await,
+                Some(_) => 0,
+            };
+            let wait = if consumed > 0 || self.io.deliveries.is_empty() {
+                Duration::ZERO
+            } else {
+                ACK_WAIT
+            };
+            self.io.deliveries.poll(wait, &mut self.io.outcomes);
+            self.settle_all(shutdown).await;
+            if consumed == 0 && self.io.deliveries.is_empty() && drain_deadline.is_none() {
+                self.idle(shutdown).await;
             }
         }
     }
 
-    /// One consumed record: registered, processed, sent.
+    /// Consumes up to a batch while there is room; returns how many.
+    async fn consume_batch<F: Future<Output = ()> + Clone>(&mut self, shutdown: &F) -> usize {
+        let consumer = self.io.consumer;
+        let mut n = 0;
+        while n < BATCH && self.io.room() {
+            if let Some(d) = self.io.deferred.pop_front() {
+                let headers = d.input.header_refs();
+                let input = d.input.input(&headers);
+                self.handle(&input, d.ticket, d.consumed_at, shutdown).await;
+            } else {
+                match consumer.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Err(e)) => {
+                        warn!(error = %e, "consume error");
+                        break;
+                    }
+                    Some(Ok(message)) => self.consumed(&message, shutdown).await,
+                }
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Nothing in flight and nothing arrived: block on the consumer a while.
+    async fn idle<F: Future<Output = ()> + Clone>(&mut self, shutdown: &F) {
+        if !self.io.deferred.is_empty() {
+            return;
+        }
+        match self.io.consumer.poll(IDLE_WAIT) {
+            Some(Ok(message)) => self.consumed(&message, shutdown).await,
+            Some(Err(e)) => warn!(error = %e, "consume error"),
+            None => {}
+        }
+    }
+
+    /// One consumed record: registered, then processed and sent.
     async fn consumed<F: Future<Output = ()> + Clone>(
         &mut self,
         message: &BorrowedMessage<'_>,
         shutdown: &F,
     ) {
-        let consumed_at = std::time::Instant::now();
+        let consumed_at = Instant::now();
+        let ticket = self.io.register(message);
+        let headers = InHeaders::of(message);
+        let input = Input {
+            key: message.key(),
+            value: message.payload(),
+            headers: &headers.pairs,
+            ingest: ingest_meta(message),
+        };
+        self.handle(&input, ticket, consumed_at, shutdown).await;
+    }
+
+    /// Processes a registered record and sends its output.
+    async fn handle<F: Future<Output = ()> + Clone>(
+        &mut self,
+        input: &Input<'_>,
+        ticket: Ticket,
+        consumed_at: Instant,
+        shutdown: &F,
+    ) {
+        let prepared = self.io.drive(self.processor.process(input, shutdown)).await;
+        // None: shutdown while the record was held; it stays uncommitted
+        // and is consumed again.
+        if let Some(prepared) = prepared {
+            self.io.send(prepared, ticket, consumed_at);
+        }
+    }
+
+    /// Settles every outcome collected so far, then stores the offsets
+    /// they made committable (once per partition).
+    async fn settle_all<F: Future<Output = ()> + Clone>(&mut self, shutdown: &F) {
+        while !self.io.outcomes.is_empty() {
+            for outcome in std::mem::take(&mut self.io.outcomes) {
+                match outcome {
+                    Outcome::Acked(done) => self.io.acknowledged(done),
+                    Outcome::Refused(refusal) => {
+                        let (ticket, consumed_at) =
+                            (refusal.token.ticket.clone(), refusal.token.consumed_at);
+                        let replaced = self
+                            .io
+                            .drive(self.processor.replacement(refusal, shutdown))
+                            .await;
+                        match replaced {
+                            Ok(Some(prepared)) => self.io.send(prepared, ticket, consumed_at),
+                            // Shutdown while held: left uncommitted, consumed again.
+                            Ok(None) => {}
+                            Err(refusal) => self.io.deliveries.hold(*refusal),
+                        }
+                    }
+                }
+            }
+        }
+        self.io.store_offsets();
+    }
+}
+
+impl Io<'_> {
+    /// Whether another record may be taken; pauses the partitions when
+    /// there has been no room for a while, so the consumer can still be
+    /// polled (group membership) without taking records.
+    fn room(&mut self) -> bool {
+        let room =
+            self.deliveries.len() < self.max_records && self.deliveries.bytes() < self.max_bytes;
+        if room {
+            self.no_room_since = None;
+            self.set_paused(false);
+        } else {
+            let since = *self.no_room_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= PAUSE_AFTER {
+                self.set_paused(true);
+                self.keep_alive();
+            }
+        }
+        room
+    }
+
+    /// Drives `work` (a processor step) to its end; the common case is
+    /// ready at once. If it waits (registry, admin API), the partitions are
+    /// paused and the consumer and producer are still polled meanwhile.
+    async fn drive<T>(&mut self, work: impl Future<Output = T>) -> T {
+        let mut work = pin!(work);
+        if let Poll::Ready(done) = futures::poll!(work.as_mut()) {
+            return done;
+        }
+        let was_paused = self.paused;
+        self.set_paused(true);
+        let mut tick = tokio::time::interval(KEEP_ALIVE);
+        let done = loop {
+            tokio::select! {
+                biased;
+                done = work.as_mut() => break done,
+                _ = tick.tick() => self.keep_alive(),
+            }
+        };
+        if !was_paused {
+            self.set_paused(false);
+        }
+        done
+    }
+
+    /// While paused: serve the group and the delivery reports; a record
+    /// the consumer still hands over is registered and kept for later.
+    fn keep_alive(&mut self) {
+        let consumer = self.consumer;
+        while let Some(polled) = consumer.poll(Duration::ZERO) {
+            match polled {
+                Ok(message) => {
+                    let ticket = self.register(&message);
+                    let headers = InHeaders::of(&message);
+                    let input = Input {
+                        key: message.key(),
+                        value: message.payload(),
+                        headers: &headers.pairs,
+                        ingest: ingest_meta(&message),
+                    };
+                    self.deferred.push_back(Deferred {
+                        ticket,
+                        input: Box::new(InputCopy::of(&input)),
+                        consumed_at: Instant::now(),
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "consume error");
+                    break;
+                }
+            }
+        }
+        self.deliveries.poll(Duration::ZERO, &mut self.outcomes);
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        if self.paused == paused {
+            return;
+        }
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(e) => {
+                warn!(error = %e, "cannot read the assignment to pause or resume it");
+                return;
+            }
+        };
+        let done = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        match done {
+            Ok(()) => {
+                self.paused = paused;
+                debug!(paused, "ingest partitions paused or resumed");
+            }
+            Err(e) => warn!(error = %e, paused, "cannot pause or resume the ingest partitions"),
+        }
+    }
+
+    /// Counts a consumed record and registers its ticket.
+    fn register(&self, message: &BorrowedMessage<'_>) -> Ticket {
         self.health.brokers_down.store(false, Ordering::Relaxed);
         self.health.consumed.fetch_add(1, Ordering::Relaxed);
         count_consumed(self.metrics, message);
@@ -349,27 +509,10 @@ impl LoopState<'_, '_> {
             .consumer
             .context()
             .partition(message.topic(), message.partition());
-        let ticket = lock(self.tracker).consumed(partition, message.offset());
-        let headers = InHeaders::of(message);
-        let input = Input {
-            key: message.key(),
-            value: message.payload(),
-            headers: &headers.pairs,
-            ingest: IngestMeta {
-                topic: message.topic(),
-                partition: message.partition(),
-                offset: message.offset(),
-                timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
-            },
-        };
-        // None: shutdown while the record was held; it stays uncommitted
-        // and is consumed again.
-        if let Some(prepared) = self.processor.process(&input, shutdown).await {
-            self.send(prepared, ticket, consumed_at);
-        }
+        lock(self.tracker).consumed(partition, message.offset())
     }
 
-    fn send(&mut self, prepared: Prepared, ticket: Ticket, consumed_at: std::time::Instant) {
+    fn send(&mut self, prepared: Prepared, ticket: Ticket, consumed_at: Instant) {
         let token_bytes = prepared.input.size();
         let delivered = Delivered {
             ticket,
@@ -381,27 +524,8 @@ impl LoopState<'_, '_> {
             .send(prepared.record, delivered, token_bytes);
     }
 
-    /// An acknowledged record stores its offset; a refused one is replaced
-    /// (re-routed, or dead-lettered), or held when nothing else can be sent.
-    async fn settle<F: Future<Output = ()> + Clone>(
-        &mut self,
-        outcome: Outcome<Delivered>,
-        shutdown: &F,
-    ) {
-        let done = match outcome {
-            Outcome::Acked(done) => done,
-            Outcome::Refused(refusal) => {
-                let (ticket, consumed_at) =
-                    (refusal.token.ticket.clone(), refusal.token.consumed_at);
-                match self.processor.replacement(refusal, shutdown).await {
-                    Ok(Some(prepared)) => self.send(prepared, ticket, consumed_at),
-                    // Shutdown while held: left uncommitted, consumed again.
-                    Ok(None) => {}
-                    Err(refusal) => self.deliveries.hold(*refusal),
-                }
-                return;
-            }
-        };
+    /// An acknowledged record: counted, and its offset queued for storing.
+    fn acknowledged(&mut self, done: Delivered) {
         self.health.acknowledged.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .processing_latency
@@ -424,14 +548,33 @@ impl LoopState<'_, '_> {
                 self.health.dead_lettered.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let stored = lock(self.tracker).acknowledged(&done.ticket);
-        if let Some(offset) = stored {
-            let (topic, partition) = &done.ticket.partition;
+        let Some(offset) = lock(self.tracker).acknowledged(&done.ticket) else {
+            return;
+        };
+        let partition = done.ticket.partition;
+        match self.to_store.iter_mut().find(|(p, _)| *p == partition) {
+            Some(slot) => slot.1 = slot.1.max(offset),
+            None => self.to_store.push((partition, offset)),
+        }
+    }
+
+    /// Stores the batch's committable offsets: one call per partition.
+    fn store_offsets(&mut self) {
+        for ((topic, partition), offset) in self.to_store.drain(..) {
             // Fails only if the partition was revoked meanwhile: then it is not ours to commit.
-            if let Err(e) = self.consumer.store_offset(topic, *partition, offset) {
+            if let Err(e) = self.consumer.store_offset(&topic, partition, offset) {
                 debug!(error = %e, "offset not stored");
             }
         }
+    }
+}
+
+fn ingest_meta<'m>(message: &'m BorrowedMessage<'_>) -> IngestMeta<'m> {
+    IngestMeta {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis().unwrap_or_else(now_ms),
     }
 }
 

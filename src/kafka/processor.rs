@@ -448,6 +448,10 @@ impl<'s> Processor<'s> {
     ) -> Option<Result<u32, RegistryError>> {
         let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
         let ids = self.schema_ids.as_mut()?;
+        // The common case, without a timer or a future: the id is cached.
+        if let Some(id) = ids.cached(topic) {
+            return Some(Ok(id));
+        }
         loop {
             // Paused on purpose, not stuck: keep liveness up.
             match beating(self.health, ids.id_for(topic)).await {

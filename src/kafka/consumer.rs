@@ -1,0 +1,158 @@
+//! The ingest consumer's callbacks, served on the loop's thread during
+//! `poll`: rebalances (commit what is acknowledged before partitions go)
+//! and client errors (readiness).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rdkafka::TopicPartitionList;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
+use tracing::{debug, info, warn};
+
+use crate::kafka::offsets::{OffsetTracker, Partition};
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+
+/// Consumer callbacks: rebalances and client errors.
+pub struct IngestContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    topic_names: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl IngestContext {
+    pub fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        // A panic while holding the lock cannot leave the tracker torn
+        // (each method is one step), so carry on with its state.
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Partition {
+        let mut names = self.topic_names.lock().unwrap_or_else(|p| p.into_inner());
+        let name = names
+            .entry(topic.to_owned())
+            .or_insert_with(|| Arc::from(topic))
+            .clone();
+        (name, partition)
+    }
+}
+
+impl ClientContext for IngestContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) => {
+                self.health.brokers_down.store(true, Ordering::Relaxed);
+            }
+            KafkaError::Global(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                self.health
+                    .ingest_topic_missing
+                    .store(true, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        warn!(%error, reason, "kafka consumer error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.metrics.record_statistics("consumer", &statistics);
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.metrics.offset_commits.inc(),
+            // Nothing new to commit is not a failure.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                self.metrics.offset_commit_failures.inc();
+                warn!(error = %e, "offset commit failed");
+            }
+        }
+    }
+
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                // Commit what is acknowledged before the partitions go; what
+                // is still in flight is abandoned uncommitted, so the next
+                // owner re-reads it (at-least-once).
+                commit_stored(consumer, "revoke");
+                let mut tracker = self.tracker();
+                for e in tpl.elements() {
+                    tracker.revoked(&self.partition(e.topic(), e.partition()));
+                }
+                drop(tracker);
+                let n = tpl.count();
+                let left = self
+                    .health
+                    .assigned_partitions
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(n);
+                self.health
+                    .assigned_partitions
+                    .store(left, Ordering::Relaxed);
+                self.metrics.assigned_partitions.set(left as i64);
+                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+                info!(revoked = %describe(tpl), "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                self.health
+                    .ingest_topic_missing
+                    .store(false, Ordering::Relaxed);
+                let now = self
+                    .health
+                    .assigned_partitions
+                    .fetch_add(tpl.count(), Ordering::Relaxed)
+                    + tpl.count();
+                self.metrics.assigned_partitions.set(now as i64);
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                info!(assigned = %describe(tpl), "partitions assigned");
+            }
+            Rebalance::Error(e) => {
+                self.metrics.rebalances.with_label_values(&["error"]).inc();
+                warn!(error = %e, "rebalance error");
+            }
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    let parts: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    parts.join(",")
+}
+
+/// Commits stored offsets now; the result is counted by `commit_callback`.
+pub fn commit_stored<C: ConsumerContext>(consumer: &impl Consumer<C>, when: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => debug!(when, "offsets committed"),
+        // Nothing new to commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => debug!(error = %e, when, "offset commit failed"),
+    }
+}
+
+impl IngestContext {
+    /// Callbacks reporting into `tracker`, `health` and `metrics`.
+    pub fn new(
+        tracker: Arc<Mutex<OffsetTracker>>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        IngestContext {
+            tracker,
+            health,
+            metrics,
+            topic_names: Mutex::new(HashMap::new()),
+        }
+    }
+}
