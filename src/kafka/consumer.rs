@@ -11,9 +11,13 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use crate::kafka::offsets::{OffsetTracker, Partition};
+use crate::ops::events::{
+    Client, InternalEvent, KafkaClientError, OffsetsCommitted, RebalanceFailed, RebalanceKind,
+    Rebalanced,
+};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -55,7 +59,12 @@ impl ClientContext for IngestContext {
             }
             _ => {}
         }
-        warn!(%error, reason, "kafka consumer error");
+        KafkaClientError {
+            client: Client::Consumer,
+            error: &error,
+            reason,
+        }
+        .emit(&self.metrics);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -65,15 +74,13 @@ impl ClientContext for IngestContext {
 
 impl ConsumerContext for IngestContext {
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => self.metrics.offset_commits.inc(),
+        let error = match &result {
             // Nothing new to commit is not a failure.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                self.metrics.offset_commit_failures.inc();
-                warn!(error = %e, "offset commit failed");
-            }
-        }
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => return,
+            Err(e) => Some(e),
+            Ok(()) => None,
+        };
+        OffsetsCommitted { error }.emit(&self.metrics);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -97,9 +104,12 @@ impl ConsumerContext for IngestContext {
                 self.health
                     .assigned_partitions
                     .store(left, Ordering::Relaxed);
-                self.metrics.assigned_partitions.set(left as i64);
-                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
-                info!(revoked = %describe(tpl), "partitions revoked");
+                Rebalanced {
+                    kind: RebalanceKind::Revoke,
+                    partitions: &describe(tpl),
+                    now: left,
+                }
+                .emit(&self.metrics);
             }
             Rebalance::Assign(tpl) => {
                 self.health
@@ -110,14 +120,14 @@ impl ConsumerContext for IngestContext {
                     .assigned_partitions
                     .fetch_add(tpl.count(), Ordering::Relaxed)
                     + tpl.count();
-                self.metrics.assigned_partitions.set(now as i64);
-                self.metrics.rebalances.with_label_values(&["assign"]).inc();
-                info!(assigned = %describe(tpl), "partitions assigned");
+                Rebalanced {
+                    kind: RebalanceKind::Assign,
+                    partitions: &describe(tpl),
+                    now,
+                }
+                .emit(&self.metrics);
             }
-            Rebalance::Error(e) => {
-                self.metrics.rebalances.with_label_values(&["error"]).inc();
-                warn!(error = %e, "rebalance error");
-            }
+            Rebalance::Error(e) => RebalanceFailed { error: e }.emit(&self.metrics),
         }
     }
 }

@@ -24,11 +24,13 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
-use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::kafka::output::OutRecord;
 use crate::kafka::record_headers::owned_headers;
+use crate::ops::events::{
+    Client, InternalEvent, KafkaClientError, ProduceFailed, ProduceRecovered, ProduceRefused,
+};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -50,13 +52,17 @@ pub struct OutputContext {
 
 impl ClientContext for OutputContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
-            if !self.health.brokers_down.swap(true, Ordering::Relaxed) {
-                warn!(%error, reason, "kafka producer error: every broker is unreachable");
-            }
-        } else {
-            warn!(%error, reason, "kafka producer error");
+        let all_down = matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown));
+        // One line when every broker becomes unreachable, not one per retry.
+        if all_down && self.health.brokers_down.swap(true, Ordering::Relaxed) {
+            return;
         }
+        KafkaClientError {
+            client: Client::Producer,
+            error: &error,
+            reason,
+        }
+        .emit(&self.metrics);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -298,20 +304,17 @@ impl<T> Deliveries<T> {
         let Some(p) = self.pending.get_mut(&slot) else {
             return;
         };
-        self.metrics
-            .produce_errors
-            .with_label_values(&[&error_label(error)])
-            .inc();
-        self.metrics.produce_retries.inc();
-        if !p.retry.failing {
-            p.retry.failing = true;
-            // One warning when producing starts failing, not one per record.
-            if self.health.failing_records.fetch_add(1, Ordering::Relaxed) == 0 {
-                warn!(%error, topic = %p.record.topic, "produce failed; re-sending with backoff (partitions held)");
-            } else {
-                debug!(%error, topic = %p.record.topic, "produce failed");
-            }
+        let first_failure = !std::mem::replace(&mut p.retry.failing, true);
+        let first_record_failing =
+            first_failure && self.health.failing_records.fetch_add(1, Ordering::Relaxed) == 0;
+        ProduceFailed {
+            error,
+            code: &error_label(error),
+            topic: &p.record.topic,
+            first_failure,
+            first_record_failing,
         }
+        .emit(&self.metrics);
         let wait = p.retry.backoff.next_delay();
         self.resend_at.push(Reverse((Instant::now() + wait, slot)));
     }
@@ -321,16 +324,16 @@ impl<T> Deliveries<T> {
         let p = self.pending.remove(&slot)?;
         self.bytes -= p.bytes;
         if p.retry.failing && self.health.failing_records.fetch_sub(1, Ordering::Relaxed) == 1 {
-            info!("produce recovered: no record is being re-sent");
+            ProduceRecovered.emit(&self.metrics);
         }
         Some(p)
     }
 
     fn refused(&mut self, slot: usize, code: RDKafkaErrorCode) -> Option<Outcome<T>> {
-        self.metrics
-            .produce_errors
-            .with_label_values(&[&format!("{code:?}")])
-            .inc();
+        ProduceRefused {
+            code: &format!("{code:?}"),
+        }
+        .emit(&self.metrics);
         let mut p = self.remove(slot)?;
         // A hold re-counts it as failing; until then it is not.
         p.retry.failing = false;

@@ -34,6 +34,10 @@ use crate::kafka::output::{
 use crate::kafka::record_headers::HeaderSlice;
 use crate::kafka::routing::{Route, Router};
 use crate::kafka::topics::TopicCreator;
+use crate::ops::events::{
+    CatchAllRouted, DeadLettering, InternalEvent, RegistryRecovered, RegistryRefused,
+    RegistryUnavailable, RerouteCause, TypeRerouted,
+};
 use crate::ops::health::Health;
 use crate::ops::metrics::{Metrics, UNROUTED_TYPE_LABEL};
 use crate::registry::client::{RegistryClient, RegistryError};
@@ -263,7 +267,12 @@ impl<'s> Processor<'s> {
                 on_catch_all: false,
                 ..
             } if is_topic_refusal(code) => {
-                warn!(?code, %topic, "the broker refuses this topic: routing its type to the catch-all topic");
+                TypeRerouted {
+                    cause: RerouteCause::RecordsRefused,
+                    event_type,
+                    error: &format!("{code:?} on {topic}"),
+                }
+                .emit(self.metrics);
                 self.router.mark_unavailable(event_type);
                 return Ok(self.process(&view, shutdown).await);
             }
@@ -399,7 +408,12 @@ impl<'s> Processor<'s> {
                     }
                 }
                 Err(e) => {
-                    error!(error = %e, event_type = %crate::core::rejection::excerpt(event_type), "topic refused: routing this type to the catch-all topic");
+                    TypeRerouted {
+                        cause: RerouteCause::TopicRefused,
+                        event_type,
+                        error: &e,
+                    }
+                    .emit(self.metrics);
                     self.router.mark_unavailable(event_type);
                 }
             }
@@ -427,7 +441,12 @@ impl<'s> Processor<'s> {
         match self.registry_id(&route.topic, shutdown).await? {
             Ok(id) => return Some(Ok((route, Some(id)))),
             Err(e) if route.catch_all.is_none() => {
-                error!(error = %e, event_type = %crate::core::rejection::excerpt(event_type), "schema registry refused this type's subject: routing the type to the catch-all topic");
+                TypeRerouted {
+                    cause: RerouteCause::SubjectRefused,
+                    event_type,
+                    error: &e,
+                }
+                .emit(self.metrics);
                 self.router.mark_unavailable(event_type);
             }
             Err(e) => return Some(Err(registry_refused(&e))),
@@ -461,26 +480,27 @@ impl<'s> Processor<'s> {
                         .registry_unavailable
                         .swap(false, Ordering::Relaxed)
                     {
-                        info!("schema registry answering again: producing resumed");
+                        RegistryRecovered.emit(self.metrics);
                     }
                     return Some(Ok(id));
                 }
                 Err(e) if e.is_transient() || is_credentials_refusal(&e) => {
-                    self.metrics.schema_registry_errors.inc();
-                    if !self
+                    let was_available = !self
                         .health
                         .registry_unavailable
-                        .swap(true, Ordering::Relaxed)
-                    {
-                        warn!(error = %e, "schema registry unavailable: producing paused until it answers (records are held, not dead-lettered)");
+                        .swap(true, Ordering::Relaxed);
+                    RegistryUnavailable {
+                        error: &e,
+                        first: was_available,
                     }
+                    .emit(self.metrics);
                     tokio::select! {
                         () = shutdown.clone() => return None,
                         () = beating(self.health, backoff.wait()) => {}
                     }
                 }
                 Err(e) => {
-                    self.metrics.schema_registry_errors.inc();
+                    RegistryRefused.emit(self.metrics);
                     return Some(Err(e));
                 }
             }
@@ -488,14 +508,14 @@ impl<'s> Processor<'s> {
     }
 
     fn count_route(&self, envelope: &Envelope<'_>, route: &Route) {
-        if let Some(reason) = route.catch_all {
-            self.metrics
-                .catch_all_routed
-                .with_label_values(&[reason.label()])
-                .inc();
-            if route.first_catch_all_for_type {
-                warn!(event_type = %crate::core::rejection::excerpt(&envelope.event_type), cause = reason.label(), topic = %route.topic, "routing a new event type to the catch-all topic");
+        if let Some(cause) = route.catch_all {
+            CatchAllRouted {
+                cause,
+                event_type: &envelope.event_type,
+                topic: &route.topic,
+                first_for_type: route.first_catch_all_for_type,
             }
+            .emit(self.metrics);
         }
     }
 
@@ -507,31 +527,14 @@ impl<'s> Processor<'s> {
         copy: Box<InputCopy>,
     ) -> Prepared {
         let reason = rejection.reason;
-        if reason.is_body_reason() {
-            self.metrics
-                .parse_failures
-                .with_label_values(&[reason.code()])
-                .inc();
+        DeadLettering {
+            reason,
+            topic: input.ingest.topic,
+            partition: input.ingest.partition,
+            offset: input.ingest.offset,
+            first_of_reason: !std::mem::replace(&mut self.reasons_seen[reason.index()], true),
         }
-        if !std::mem::replace(&mut self.reasons_seen[reason.index()], true) {
-            // Not the rejection's message: it can quote the body (a legacy
-            // RuleType, say), and no log line carries webhook content. The
-            // message is in the dead letter's `codat_stream.dlq.message`.
-            warn!(
-                reason = reason.code(),
-                topic = input.ingest.topic,
-                partition = input.ingest.partition,
-                offset = input.ingest.offset,
-                "dead-lettering records (first of this reason; the dead letter's codat_stream.dlq.message says why)"
-            );
-        }
-        debug!(
-            reason = reason.code(),
-            topic = input.ingest.topic,
-            partition = input.ingest.partition,
-            offset = input.ingest.offset,
-            "dead-lettered"
-        );
+        .emit(self.metrics);
         let (record, form) = fitting_dead_letter(
             &self.settings.output.dead_letter_topic,
             input,

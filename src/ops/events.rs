@@ -2,6 +2,13 @@
 //! pre-register every value, and the code that reports an event names it
 //! through these types, never with a free string.
 
+use std::fmt::Display;
+
+use tracing::{debug, error, info, warn};
+
+use crate::core::rejection::{RejectReason, excerpt};
+use crate::ops::metrics::Metrics;
+
 /// Why an envelope went to the catch-all topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatchAllReason {
@@ -27,6 +34,322 @@ impl CatchAllReason {
             CatchAllReason::TopicCap => "topic_cap",
             CatchAllReason::TopicUnavailable => "topic_unavailable",
             CatchAllReason::ReservedTopic => "reserved_topic",
+        }
+    }
+}
+
+/// A rebalance step, the `kind` label of `rebalances_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebalanceKind {
+    /// Partitions assigned to this member.
+    Assign,
+    /// Partitions taken from this member.
+    Revoke,
+    /// The rebalance failed.
+    Error,
+}
+
+impl RebalanceKind {
+    /// Every kind, for metrics pre-registration.
+    pub const ALL: [RebalanceKind; 3] = [
+        RebalanceKind::Assign,
+        RebalanceKind::Revoke,
+        RebalanceKind::Error,
+    ];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RebalanceKind::Assign => "assign",
+            RebalanceKind::Revoke => "revoke",
+            RebalanceKind::Error => "error",
+        }
+    }
+}
+
+/// Which Kafka client an event is about (the `client` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// The ingest consumer.
+    Consumer,
+    /// The output producer.
+    Producer,
+}
+
+impl Client {
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Client::Consumer => "consumer",
+            Client::Producer => "producer",
+        }
+    }
+}
+
+/// An operational event: it owns its log line, its counters and their
+/// labels, so that what operators read in the log and in Grafana cannot
+/// drift apart (the way Vector's `internal_events` are built).
+pub trait InternalEvent {
+    /// Logs the event and moves its metrics.
+    fn emit(self, metrics: &Metrics);
+}
+
+/// Partitions assigned or revoked; `now` is how many this member holds after.
+pub struct Rebalanced<'a> {
+    /// Assign or revoke.
+    pub kind: RebalanceKind,
+    /// The partitions, as `topic[partition],...`.
+    pub partitions: &'a str,
+    /// Partitions held after the step.
+    pub now: usize,
+}
+
+impl InternalEvent for Rebalanced<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.assigned_partitions.set(self.now as i64);
+        metrics
+            .rebalances
+            .with_label_values(&[self.kind.label()])
+            .inc();
+        match self.kind {
+            RebalanceKind::Revoke => info!(revoked = %self.partitions, "partitions revoked"),
+            _ => info!(assigned = %self.partitions, "partitions assigned"),
+        }
+    }
+}
+
+/// A rebalance failed.
+pub struct RebalanceFailed<'a, E: Display> {
+    /// librdkafka's error.
+    pub error: &'a E,
+}
+
+impl<E: Display> InternalEvent for RebalanceFailed<'_, E> {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .rebalances
+            .with_label_values(&[RebalanceKind::Error.label()])
+            .inc();
+        warn!(error = %self.error, "rebalance error");
+    }
+}
+
+/// An offset commit finished (`error` is `None` when it succeeded).
+pub struct OffsetsCommitted<'a, E: Display> {
+    /// Why it failed, if it did.
+    pub error: Option<&'a E>,
+}
+
+impl<E: Display> InternalEvent for OffsetsCommitted<'_, E> {
+    fn emit(self, metrics: &Metrics) {
+        match self.error {
+            None => metrics.offset_commits.inc(),
+            Some(error) => {
+                metrics.offset_commit_failures.inc();
+                warn!(%error, "offset commit failed");
+            }
+        }
+    }
+}
+
+/// A send failed for now; it is re-sent with backoff. `first` says whether
+/// producing just started failing (one warning then, not one per record).
+pub struct ProduceFailed<'a, E: Display> {
+    /// The error.
+    pub error: &'a E,
+    /// Its librdkafka code's name (a bounded set), the `code` label.
+    pub code: &'a str,
+    /// The record's topic.
+    pub topic: &'a str,
+    /// Whether this record just started failing.
+    pub first_failure: bool,
+    /// Whether no other record was failing before it.
+    pub first_record_failing: bool,
+}
+
+impl<E: Display> InternalEvent for ProduceFailed<'_, E> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.produce_errors.with_label_values(&[self.code]).inc();
+        metrics.produce_retries.inc();
+        if self.first_failure && self.first_record_failing {
+            warn!(error = %self.error, topic = %self.topic, "produce failed; re-sending with backoff (partitions held)");
+        } else if self.first_failure {
+            debug!(error = %self.error, topic = %self.topic, "produce failed");
+        }
+    }
+}
+
+/// The broker refused a record for good; something else will be sent.
+pub struct ProduceRefused<'a> {
+    /// librdkafka's code name, the `code` label.
+    pub code: &'a str,
+}
+
+impl InternalEvent for ProduceRefused<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.produce_errors.with_label_values(&[self.code]).inc();
+    }
+}
+
+/// No record is being re-sent any more.
+pub struct ProduceRecovered;
+
+impl InternalEvent for ProduceRecovered {
+    fn emit(self, _: &Metrics) {
+        info!("produce recovered: no record is being re-sent");
+    }
+}
+
+/// A record is being dead-lettered. Logs the reason code and coordinates,
+/// never the rejection's message: it can quote the body, and no log line
+/// carries webhook content (the message is in the dead letter's
+/// `codat_stream.dlq.message` header).
+pub struct DeadLettering<'a> {
+    /// Why.
+    pub reason: RejectReason,
+    /// The ingest coordinates.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Whether it is the first of its reason since start-up.
+    pub first_of_reason: bool,
+}
+
+impl InternalEvent for DeadLettering<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let reason = self.reason.code();
+        if self.reason.is_body_reason() {
+            metrics.parse_failures.with_label_values(&[reason]).inc();
+        }
+        let (topic, partition, offset) = (self.topic, self.partition, self.offset);
+        if self.first_of_reason {
+            warn!(
+                reason,
+                topic,
+                partition,
+                offset,
+                "dead-lettering records (first of this reason; the dead letter's codat_stream.dlq.message says why)"
+            );
+        }
+        debug!(reason, topic, partition, offset, "dead-lettered");
+    }
+}
+
+/// An envelope went to the catch-all topic.
+pub struct CatchAllRouted<'a> {
+    /// Why.
+    pub cause: CatchAllReason,
+    /// Its type, shortened (input: never logged in full).
+    pub event_type: &'a str,
+    /// The catch-all topic.
+    pub topic: &'a str,
+    /// Whether it is the first envelope of this type sent there.
+    pub first_for_type: bool,
+}
+
+impl InternalEvent for CatchAllRouted<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let cause = self.cause.label();
+        metrics.catch_all_routed.with_label_values(&[cause]).inc();
+        if self.first_for_type {
+            warn!(event_type = %excerpt(self.event_type), cause, topic = %self.topic, "routing a new event type to the catch-all topic");
+        }
+    }
+}
+
+/// The schema registry did not answer (or refused credentials mid-stream);
+/// records are held. `first` when it just became unavailable.
+pub struct RegistryUnavailable<'a, E: Display> {
+    /// The error.
+    pub error: &'a E,
+    /// Whether it was available before.
+    pub first: bool,
+}
+
+impl<E: Display> InternalEvent for RegistryUnavailable<'_, E> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.schema_registry_errors.inc();
+        if self.first {
+            warn!(error = %self.error, "schema registry unavailable: producing paused until it answers (records are held, not dead-lettered)");
+        }
+    }
+}
+
+/// The schema registry answers again.
+pub struct RegistryRecovered;
+
+impl InternalEvent for RegistryRecovered {
+    fn emit(self, _: &Metrics) {
+        info!("schema registry answering again: producing resumed");
+    }
+}
+
+/// The schema registry refused a subject for good.
+pub struct RegistryRefused;
+
+impl InternalEvent for RegistryRefused {
+    fn emit(self, metrics: &Metrics) {
+        metrics.schema_registry_errors.inc();
+    }
+}
+
+/// Why a type is sent to the catch-all topic from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerouteCause {
+    /// The schema registry refused its subject.
+    SubjectRefused,
+    /// The cluster refused to create its topic.
+    TopicRefused,
+    /// The broker refuses records on its topic.
+    RecordsRefused,
+}
+
+/// A type is re-routed to the catch-all topic for good (a configuration
+/// problem: the operator should see it once, loudly).
+pub struct TypeRerouted<'a, E: Display> {
+    /// Why.
+    pub cause: RerouteCause,
+    /// The type (input: shortened in the log).
+    pub event_type: &'a str,
+    /// The error behind it.
+    pub error: &'a E,
+}
+
+impl<E: Display> InternalEvent for TypeRerouted<'_, E> {
+    fn emit(self, _: &Metrics) {
+        let (error, event_type) = (self.error, excerpt(self.event_type));
+        match self.cause {
+            RerouteCause::SubjectRefused => {
+                error!(%error, %event_type, "schema registry refused this type's subject: routing the type to the catch-all topic")
+            }
+            RerouteCause::TopicRefused => {
+                error!(%error, %event_type, "topic refused: routing this type to the catch-all topic")
+            }
+            RerouteCause::RecordsRefused => {
+                warn!(%error, %event_type, "the broker refuses this topic: routing its type to the catch-all topic")
+            }
+        }
+    }
+}
+
+/// A Kafka client reported an error.
+pub struct KafkaClientError<'a, E: Display> {
+    /// Which client.
+    pub client: Client,
+    /// The error.
+    pub error: &'a E,
+    /// librdkafka's reason text.
+    pub reason: &'a str,
+}
+
+impl<E: Display> InternalEvent for KafkaClientError<'_, E> {
+    fn emit(self, _: &Metrics) {
+        let (error, reason) = (self.error, self.reason);
+        match self.client {
+            Client::Consumer => warn!(%error, reason, "kafka consumer error"),
+            Client::Producer => warn!(%error, reason, "kafka producer error"),
         }
     }
 }

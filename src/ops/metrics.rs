@@ -261,7 +261,9 @@ impl Metrics {
         {
             m.catch_all_routed.with_label_values(&[cause]);
         }
-        for kind in ["assign", "revoke", "error"] {
+        for kind in
+            crate::ops::events::RebalanceKind::ALL.map(crate::ops::events::RebalanceKind::label)
+        {
             m.rebalances.with_label_values(&[kind]);
         }
         Ok(m)
