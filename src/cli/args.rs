@@ -1,0 +1,104 @@
+//! The command line: subcommands and their arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Normalises Codat webhooks (every shape Codat has sent) into one Avro envelope.
+#[derive(Parser, Debug)]
+#[command(name = "codat-stream", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Normalise webhook bodies from a file or stdin and print one JSON line
+    /// per body: the envelope, or {"rejected":{"reason","message"}}.
+    /// Exit status: 0 all normalised, 2 some rejected, 1 usage error.
+    Normalize(NormalizeArgs),
+    /// Print the envelope's Avro schema (schemas/envelope.avsc).
+    Schema,
+    /// Consume the ingest topics and produce envelopes to per-type topics
+    /// (at-least-once), rejected records to the dead-letter topic.
+    Run(ConfigArgs),
+    /// Print the effective configuration (secrets masked), or why it is invalid.
+    CheckConfig(ConfigArgs),
+    /// Run the real pipeline on an in-process mock Kafka cluster fed the
+    /// bundled sample webhooks, then print what landed on each topic.
+    Demo,
+    /// Decode envelopes (Confluent wire format or Avro single-object) from
+    /// a file holding one record value, or from a topic, and print them as
+    /// JSON lines. Exit status: 0 all decoded, 2 some not, 1 usage error.
+    Decode(DecodeArgs),
+    /// Ask a running connector's HTTP endpoint whether it is healthy; exit 0
+    /// if it answers 200, 1 otherwise (for container health checks).
+    Health(HealthArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DecodeArgs {
+    /// A file holding one record value (e.g. written by `kcat -C -e -c 1
+    /// -t TOPIC -f '%s'`); `-` reads stdin.
+    #[arg(conflicts_with = "topic")]
+    pub file: Option<PathBuf>,
+    /// Read this topic from the beginning (a throwaway group; nothing is committed).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Configuration for the brokers and the schema registry (as for `run`).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Stop after this many records.
+    #[arg(long, default_value_t = 100)]
+    pub max: usize,
+    /// Stop when no record arrives for this long.
+    #[arg(long, default_value_t = 5000)]
+    pub idle_ms: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HealthArgs {
+    /// host:port of the connector's HTTP endpoint.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub address: String,
+    /// /healthz (alive) or /readyz (ready).
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// A TOML configuration file; environment variables
+    /// (CODAT_STREAM__SECTION__KEY) override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NormalizeArgs {
+    /// A file holding one JSON body or JSON Lines; `-` or nothing reads stdin.
+    pub file: Option<PathBuf>,
+    /// Ingest topic recorded in each envelope (default: the file path, or `stdin`).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Ingest timestamp in ms since the epoch (default: now); `time` for bodies without one.
+    #[arg(long)]
+    pub timestamp_ms: Option<i64>,
+    /// A record header, NAME=VALUE, applied to every body (e.g. webhook-id=msg_123).
+    #[arg(long = "header", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Bodies larger than this many bytes are rejected.
+    #[arg(long, default_value_t = crate::core::normalize::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// CloudEvents `source` of the envelopes.
+    #[arg(long, default_value = crate::core::normalize::DEFAULT_SOURCE)]
+    pub source: String,
+}
+
+pub fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
+}
