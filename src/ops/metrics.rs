@@ -71,6 +71,8 @@ pub struct Metrics {
     error_totals: Mutex<HashMap<(String, String, &'static str), u64>>,
     /// librdkafka queue sizes, by client and queue.
     pub kafka_queue: IntGaugeVec,
+    /// Bytes of records librdkafka holds prefetched for the consumer.
+    pub consumer_prefetch_bytes: IntGauge,
     /// Schema registry requests that failed (after the client's retries).
     pub schema_registry_errors: IntCounter,
     /// Seconds since the Unix epoch when the process started.
@@ -240,6 +242,11 @@ impl Metrics {
                 "librdkafka queue sizes, by client and queue (producer, reply, fetch).",
                 &["client", "queue"],
             )?,
+            consumer_prefetch_bytes: gauge(
+                "consumer_prefetch_bytes",
+                "Bytes of records librdkafka holds prefetched for the consumer, not yet \
+                 consumed (bounded by queued.max.messages.kbytes plus one fetch).",
+            )?,
             schema_registry_errors: counter(
                 "schema_registry_errors_total",
                 "Schema registry lookups that failed after retries (producing pauses meanwhile).",
@@ -327,6 +334,14 @@ impl Metrics {
             return;
         }
         let mut fetchq = 0i64;
+        // The consumer forwards every assigned partition's fetch queue to its
+        // one consumer queue, and librdkafka reports each partition's
+        // `fetchq_size` through that forward: every partition repeats the
+        // shared queue's bytes (4 partitions all reporting 5,210,778 at
+        // once). So the largest, not the sum, which would count the queue
+        // once per partition. (That queue is also what
+        // `queued.max.messages.kbytes` bounds.)
+        let mut prefetch_bytes = 0i64;
         let mut current = HashSet::new();
         for topic in stats.topics.values() {
             for p in topic.partitions.values() {
@@ -335,6 +350,8 @@ impl Metrics {
                     continue;
                 }
                 fetchq += p.fetchq_cnt.max(0);
+                prefetch_bytes =
+                    prefetch_bytes.max(i64::try_from(p.fetchq_size).unwrap_or(i64::MAX));
                 if p.consumer_lag >= 0 {
                     let labels = (topic.topic.clone(), p.partition.to_string());
                     self.consumer_lag
@@ -347,6 +364,7 @@ impl Metrics {
         self.kafka_queue
             .with_label_values(&[client, "fetch"])
             .set(fetchq);
+        self.consumer_prefetch_bytes.set(prefetch_bytes);
         let mut known = self.lag_labels.lock().unwrap_or_else(|p| p.into_inner());
         // Partitions no longer reported (revoked) stop exporting a stale lag.
         for gone in known.difference(&current) {
@@ -418,6 +436,9 @@ mod tests {
                     let p = rdkafka::statistics::Partition {
                         partition: n,
                         fetchq_cnt: 2,
+                        // Each assigned partition reports the one consumer
+                        // queue's bytes; the unassigned -1 is ignored.
+                        fetchq_size: if n < 0 { 1 << 40 } else { 3_000 },
                         consumer_lag: lag,
                         ..Default::default()
                     };
@@ -442,6 +463,10 @@ mod tests {
             text.contains(
                 r#"codat_stream_kafka_queue_messages{client="consumer",queue="fetch"} 4"#
             )
+        );
+        assert!(
+            text.contains("codat_stream_consumer_prefetch_bytes 3000\n"),
+            "the shared queue counted once: {text}"
         );
         m.record_statistics("consumer", &stats(&[(1, 3)]));
         let text = m.render();
