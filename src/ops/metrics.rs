@@ -340,7 +340,8 @@ impl Metrics {
         // shared queue's bytes (4 partitions all reporting 5,210,778 at
         // once). So the largest, not the sum, which would count the queue
         // once per partition. (That queue is also what
-        // `queued.max.messages.kbytes` bounds.)
+        // `queued.max.messages.kbytes` bounds.) The same holds for the
+        // message count, `fetchq_cnt`.
         let mut prefetch_bytes = 0i64;
         let mut current = HashSet::new();
         for topic in stats.topics.values() {
@@ -349,7 +350,7 @@ impl Metrics {
                 if p.partition < 0 {
                     continue;
                 }
-                fetchq += p.fetchq_cnt.max(0);
+                fetchq = fetchq.max(p.fetchq_cnt);
                 prefetch_bytes =
                     prefetch_bytes.max(i64::try_from(p.fetchq_size).unwrap_or(i64::MAX));
                 if p.consumer_lag >= 0 {
@@ -461,7 +462,7 @@ mod tests {
         assert!(text.contains(r#"codat_stream_consumer_lag{partition="1",topic="in"} 7"#));
         assert!(
             text.contains(
-                r#"codat_stream_kafka_queue_messages{client="consumer",queue="fetch"} 4"#
+                r#"codat_stream_kafka_queue_messages{client="consumer",queue="fetch"} 2"#
             )
         );
         assert!(
