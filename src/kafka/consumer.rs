@@ -38,10 +38,12 @@ impl IngestContext {
 
     pub fn partition(&self, topic: &str, partition: i32) -> Partition {
         let mut names = self.topic_names.lock().unwrap_or_else(|p| p.into_inner());
-        let name = names
-            .entry(topic.to_owned())
-            .or_insert_with(|| Arc::from(topic))
-            .clone();
+        // Looked up before inserting: no allocation per record.
+        if let Some(name) = names.get(topic) {
+            return (name.clone(), partition);
+        }
+        let name: Arc<str> = Arc::from(topic);
+        names.insert(topic.to_owned(), name.clone());
         (name, partition)
     }
 }

@@ -24,7 +24,7 @@
 //! librdkafka's prefetch queue is bounded in bytes in the consumer config,
 //! so memory stays bounded however large the backlog.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +33,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use prometheus::IntCounter;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -184,6 +185,7 @@ async fn run_here(
             no_room_since: None,
             max_records: settings.pipeline.max_in_flight,
             max_bytes: settings.pipeline.max_in_flight_bytes,
+            topic_counters: HashMap::new(),
         },
     };
     let drain_timeout = Duration::from_millis(settings.pipeline.drain_timeout_ms);
@@ -253,6 +255,7 @@ struct Io<'r> {
     no_room_since: Option<Instant>,
     max_records: usize,
     max_bytes: usize,
+    topic_counters: HashMap<String, TopicCounters>,
 }
 
 impl Hot<'_, '_> {
@@ -501,10 +504,10 @@ impl Io<'_> {
     }
 
     /// Counts a consumed record and registers its ticket.
-    fn register(&self, message: &BorrowedMessage<'_>) -> Ticket {
+    fn register(&mut self, message: &BorrowedMessage<'_>) -> Ticket {
         self.health.brokers_down.store(false, Ordering::Relaxed);
         self.health.consumed.fetch_add(1, Ordering::Relaxed);
-        count_consumed(self.metrics, message);
+        self.count_consumed(message);
         let partition = self
             .consumer
             .context()
@@ -582,13 +585,29 @@ fn lock(tracker: &Mutex<OffsetTracker>) -> MutexGuard<'_, OffsetTracker> {
     tracker.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn count_consumed(metrics: &Metrics, message: &BorrowedMessage<'_>) {
-    // Label by the subscribed topic only (a bounded, configured set).
-    let topic = message.topic();
-    metrics.records_consumed.with_label_values(&[topic]).inc();
-    let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
-    metrics
-        .consumed_bytes
-        .with_label_values(&[topic])
-        .inc_by(bytes);
+/// `records_consumed_total` and `consumed_bytes_total` of one ingest topic.
+struct TopicCounters {
+    records: IntCounter,
+    bytes: IntCounter,
+}
+
+impl Io<'_> {
+    fn count_consumed(&mut self, message: &BorrowedMessage<'_>) {
+        // Labelled by the subscribed topic only (a bounded, configured set),
+        // resolved once per topic rather than looked up per record.
+        let topic = message.topic();
+        let counters = match self.topic_counters.get(topic) {
+            Some(counters) => counters,
+            None => self
+                .topic_counters
+                .entry(topic.to_owned())
+                .or_insert_with(|| TopicCounters {
+                    records: self.metrics.records_consumed.with_label_values(&[topic]),
+                    bytes: self.metrics.consumed_bytes.with_label_values(&[topic]),
+                }),
+        };
+        counters.records.inc();
+        let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
+        counters.bytes.inc_by(bytes);
+    }
 }

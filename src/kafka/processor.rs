@@ -13,7 +13,9 @@
 //!   record, retry with backoff, report unready, commit nothing past it.
 //! - *configuration* -> refused at start-up, naming the setting.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rdkafka::error::RDKafkaErrorCode;
@@ -53,7 +55,7 @@ pub enum OutputKind {
         /// The event's `time`, ms since the epoch.
         event_time_ms: i64,
         /// Its type, to re-route it if its topic refuses it.
-        event_type: String,
+        event_type: Arc<str>,
         /// Whether it was sent to the catch-all topic.
         on_catch_all: bool,
     },
@@ -91,6 +93,38 @@ pub struct Processor<'s> {
     schema_ids: Option<SchemaIds>,
     reasons_seen: [bool; RejectReason::ALL.len()],
     max_message_bytes: usize,
+    /// Per type label (a bounded set: routed types and the catch-all
+    /// label), resolved once instead of a metric look-up per record.
+    types: HashMap<Box<str>, TypeHandles>,
+}
+
+/// A type's handles, resolved on its first envelope.
+struct TypeHandles {
+    name: Arc<str>,
+    /// `envelopes_produced_total{event_type,shape}`, by shape.
+    counters: [Option<prometheus::IntCounter>; 3],
+}
+
+impl TypeHandles {
+    fn new(label: &str) -> Self {
+        TypeHandles {
+            name: Arc::from(label),
+            counters: [None, None, None],
+        }
+    }
+
+    fn counter(&mut self, shape: Shape, metrics: &Metrics) -> &prometheus::IntCounter {
+        let index = match shape {
+            Shape::Event => 0,
+            Shape::LegacyRule => 1,
+            Shape::Generic => 2,
+        };
+        self.counters[index].get_or_insert_with(|| {
+            metrics
+                .envelopes_produced
+                .with_label_values(&[&*self.name, shape_label(shape)])
+        })
+    }
 }
 
 /// Why the processor could not be built.
@@ -137,6 +171,7 @@ impl<'s> Processor<'s> {
             schema_ids,
             reasons_seen: [false; RejectReason::ALL.len()],
             max_message_bytes: settings.max_message_bytes(),
+            types: HashMap::new(),
         })
     }
 
@@ -363,14 +398,24 @@ impl<'s> Processor<'s> {
             Some(_) => UNROUTED_TYPE_LABEL,
             None => &envelope.event_type,
         };
-        let counter = self
-            .metrics
-            .envelopes_produced
-            .with_label_values(&[type_label, shape_label(envelope.shape)]);
+        let metrics = self.metrics;
+        let handles = match self.types.get_mut(type_label) {
+            Some(handles) => handles,
+            None => self
+                .types
+                .entry(type_label.into())
+                .or_insert_with(|| TypeHandles::new(type_label)),
+        };
+        let counter = handles.counter(envelope.shape, metrics).clone();
+        let event_type = match route.catch_all {
+            // Input-chosen and unbounded: not cached.
+            Some(_) => Arc::from(&*envelope.event_type),
+            None => handles.name.clone(),
+        };
         let kind = OutputKind::Envelope {
             counter,
             event_time_ms: envelope.time,
-            event_type: envelope.event_type.to_string(),
+            event_type,
             on_catch_all: route.catch_all.is_some(),
         };
         Some(Ok((record, kind)))
