@@ -5,6 +5,7 @@
 
 pub mod avro_fingerprint;
 pub mod avro_writer;
+pub mod dedup;
 pub mod envelope;
 pub mod envelope_avro;
 pub mod event_payload;
