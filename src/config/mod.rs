@@ -66,6 +66,27 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// The platform's Schema Registry (Confluent REST API).
     pub schema_registry: SchemaRegistrySettings,
+    /// De-duplication of events by id across Codat's retries.
+    pub dedup: DedupSettings,
+}
+
+/// De-duplication by event id: an envelope whose id was already produced
+/// within the window is not produced again (README, "Each event once").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupSettings {
+    /// Off by default.
+    pub enabled: bool,
+    /// How long an id is remembered, by ingest timestamp (7 days: longer
+    /// than Codat's ~28 hours of retries and most Portal replays).
+    pub window_ms: u64,
+    /// Most ids remembered by this instance; past it, new ids are produced
+    /// but not remembered (about 35 bytes each: 10M = 350 MB).
+    pub max_ids: usize,
+    /// The compacted changelog topic the state is restored from; empty =
+    /// `<ingest.group_id>.dedup`. It needs at least as many partitions as
+    /// the ingest topics (created so at start-up).
+    pub changelog_topic: String,
 }
 
 /// Broker connection; any librdkafka property can be passed through.
@@ -344,6 +365,17 @@ impl Default for NormalizeSettings {
     }
 }
 
+impl Default for DedupSettings {
+    fn default() -> Self {
+        DedupSettings {
+            enabled: false,
+            window_ms: 7 * 24 * 3_600_000,
+            max_ids: 10_000_000,
+            changelog_topic: String::new(),
+        }
+    }
+}
+
 impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
@@ -450,6 +482,15 @@ impl Settings {
                 paths: n.redact.clone(),
                 mode,
             },
+        }
+    }
+
+    /// The de-duplication changelog topic's name.
+    pub fn dedup_changelog_topic(&self) -> String {
+        if self.dedup.changelog_topic.is_empty() {
+            format!("{}.dedup", self.ingest.group_id)
+        } else {
+            self.dedup.changelog_topic.clone()
         }
     }
 

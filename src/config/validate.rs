@@ -86,6 +86,7 @@ impl Settings {
         check_registry(self, &mut p);
         check_formats(self, &mut p);
         check_redaction(self, &mut p);
+        check_dedup(self, &mut p);
         p.into_result()
     }
 }
@@ -269,6 +270,26 @@ fn check_redaction(s: &Settings, p: &mut Problems) {
         }
         "hash" => {}
         _ => p.add("normalize.redact_mode must be \"remove\" or \"hash\""),
+    }
+}
+
+fn check_dedup(s: &Settings, p: &mut Problems) {
+    let d = &s.dedup;
+    // An hour at least (a window shorter than Codat's first retries would
+    // let them through); 90 days at most (memory).
+    p.range_ms("dedup.window_ms", d.window_ms, HOUR_MS..=90 * 24 * HOUR_MS);
+    p.range("dedup.max_ids", wide(d.max_ids), 1_000..=200_000_000);
+    let changelog = s.dedup_changelog_topic();
+    let o = &s.output;
+    let taken = s.ingest.topics.contains(&changelog)
+        || changelog == o.dead_letter_topic
+        || changelog == o.catch_all_topic
+        || (!o.topic_prefix.is_empty() && changelog.starts_with(&o.topic_prefix));
+    if d.enabled && taken {
+        p.add(
+            "dedup.changelog_topic must not be an ingest or output topic, nor start with \
+             output.topic_prefix",
+        );
     }
 }
 

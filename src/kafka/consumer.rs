@@ -27,6 +27,18 @@ pub struct IngestContext {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     topic_names: Mutex<HashMap<String, Arc<str>>>,
+    /// Assignment changes since the loop last took them (kept only when
+    /// the loop asked: de-duplication restores state on assignment).
+    changes: Option<Mutex<AssignmentChanges>>,
+}
+
+/// Partitions assigned and revoked since the loop last looked.
+#[derive(Debug, Default)]
+pub struct AssignmentChanges {
+    /// Newly assigned.
+    pub assigned: Vec<Partition>,
+    /// Revoked.
+    pub revoked: Vec<Partition>,
 }
 
 impl IngestContext {
@@ -92,6 +104,7 @@ impl ConsumerContext for IngestContext {
                 // is still in flight is abandoned uncommitted, so the next
                 // owner re-reads it (at-least-once).
                 commit_stored(consumer, "revoke");
+                self.note_change(tpl, false);
                 let mut tracker = self.tracker();
                 for e in tpl.elements() {
                     tracker.revoked(&self.partition(e.topic(), e.partition()));
@@ -114,6 +127,7 @@ impl ConsumerContext for IngestContext {
                 .emit(&self.metrics);
             }
             Rebalance::Assign(tpl) => {
+                self.note_change(tpl, true);
                 self.health
                     .ingest_topic_missing
                     .store(false, Ordering::Relaxed);
@@ -165,6 +179,40 @@ impl IngestContext {
             health,
             metrics,
             topic_names: Mutex::new(HashMap::new()),
+            changes: None,
+        }
+    }
+
+    /// Keeps assignment changes for [`IngestContext::take_changes`].
+    pub fn tracking_assignment(mut self) -> Self {
+        self.changes = Some(Mutex::default());
+        self
+    }
+
+    /// The assignment changes since the last call (none unless tracking).
+    pub fn take_changes(&self) -> Option<AssignmentChanges> {
+        let changes = self.changes.as_ref()?;
+        let mut changes = changes.lock().unwrap_or_else(|p| p.into_inner());
+        if changes.assigned.is_empty() && changes.revoked.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut *changes))
+    }
+
+    fn note_change(&self, tpl: &TopicPartitionList, assigned: bool) {
+        let Some(changes) = &self.changes else {
+            return;
+        };
+        let mut changes = changes.lock().unwrap_or_else(|p| p.into_inner());
+        for e in tpl.elements() {
+            let partition = self.partition(e.topic(), e.partition());
+            match assigned {
+                true => changes.assigned.push(partition),
+                false => {
+                    changes.assigned.retain(|p| *p != partition);
+                    changes.revoked.push(partition);
+                }
+            }
         }
     }
 }

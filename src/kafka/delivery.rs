@@ -34,6 +34,10 @@ use crate::ops::events::{
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
+/// The slot of records nothing waits for: never in `pending`, so their
+/// reports find nothing to settle.
+const UNTRACKED: usize = usize::MAX;
+
 /// How long to wait before re-offering a record librdkafka's queue had no room for.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
@@ -252,7 +256,8 @@ impl<T> Deliveries<T> {
 
     fn insert(&mut self, record: OutRecord, token: T, token_bytes: usize, retry: Retry) -> usize {
         let slot = self.next_slot;
-        self.next_slot = self.next_slot.wrapping_add(1);
+        // Wraps before UNTRACKED: a tracked slot is never taken for it.
+        self.next_slot = (self.next_slot + 1) % UNTRACKED;
         let bytes = record.wire_size() + token_bytes;
         self.bytes += bytes;
         let headers = owned_headers(&record.headers);
@@ -405,6 +410,22 @@ impl<T> Deliveries<T> {
     /// Waits up to `timeout` for librdkafka to send what it holds.
     pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
         self.producer.flush(timeout)
+    }
+
+    /// Produces a record nothing waits for (the de-duplication changelog):
+    /// its delivery report is ignored. Returns whether librdkafka took it.
+    pub fn send_untracked(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+    ) -> bool {
+        let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, UNTRACKED)
+            .partition(partition)
+            .key(key)
+            .payload(value);
+        self.producer.send(record).is_ok()
     }
 
     /// When the next re-send is due, if any.

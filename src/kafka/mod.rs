@@ -3,6 +3,7 @@
 //! topics, and the records written (envelopes and dead letters).
 
 pub mod consumer;
+pub mod dedup;
 pub mod delivery;
 pub mod offsets;
 pub mod output;

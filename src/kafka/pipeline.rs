@@ -41,15 +41,18 @@ use rdkafka::message::BorrowedMessage;
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
+use crate::core::envelope::Shape;
 use crate::core::normalize::IngestMeta;
 use crate::kafka::consumer::{IngestContext, commit_stored};
+use crate::kafka::dedup::changelog_value;
 use crate::kafka::delivery::{Deliveries, Outcome};
 use crate::kafka::offsets::{OffsetTracker, Partition, Ticket};
 use crate::kafka::output::{Input, InputCopy};
 use crate::kafka::processor::{
-    Delivered, OutputKind, Prepared, Processor, ProcessorError, StartError,
+    Delivered, OutputKind, Prepared, Processor, ProcessorError, StartError, Step, shape_label,
 };
 use crate::kafka::record_headers::InHeaders;
+use crate::ops::events::{DedupRestoreFailed, DedupRestored, DuplicateSuppressed, InternalEvent};
 use crate::ops::health::{Health, now_ms};
 use crate::ops::metrics::Metrics;
 use crate::registry::value_format;
@@ -132,7 +135,11 @@ async fn run_here(
     health.beat();
     metrics.init_ingest_topics(&settings.ingest.topics);
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
-    let context = IngestContext::new(tracker.clone(), health.clone(), metrics.clone());
+    let mut context = IngestContext::new(tracker.clone(), health.clone(), metrics.clone());
+    if settings.dedup.enabled {
+        // Windows are restored on assignment, before a partition's first record.
+        context = context.tracking_assignment();
+    }
     let consumer: BaseConsumer<IngestContext> =
         settings.consumer_config().create_with_context(context)?;
     let mut deliveries: Deliveries<Delivered> = Deliveries::new(
@@ -186,6 +193,10 @@ async fn run_here(
             max_records: settings.pipeline.max_in_flight,
             max_bytes: settings.pipeline.max_in_flight_bytes,
             topic_counters: HashMap::new(),
+            changelog: settings
+                .dedup
+                .enabled
+                .then(|| settings.dedup_changelog_topic()),
         },
     };
     let drain_timeout = Duration::from_millis(settings.pipeline.drain_timeout_ms);
@@ -256,6 +267,8 @@ struct Io<'r> {
     max_records: usize,
     max_bytes: usize,
     topic_counters: HashMap<String, TopicCounters>,
+    /// The de-duplication changelog, when de-duplication is on.
+    changelog: Option<String>,
 }
 
 impl Hot<'_, '_> {
@@ -349,6 +362,7 @@ impl Hot<'_, '_> {
         shutdown: &F,
     ) {
         let consumed_at = Instant::now();
+        self.sync_assignment();
         let ticket = self.io.register(message);
         let headers = InHeaders::of(message);
         let input = Input {
@@ -368,11 +382,46 @@ impl Hot<'_, '_> {
         consumed_at: Instant,
         shutdown: &F,
     ) {
-        let prepared = self.io.drive(self.processor.process(input, shutdown)).await;
-        // None: shutdown while the record was held; it stays uncommitted
-        // and is consumed again.
-        if let Some(prepared) = prepared {
-            self.io.send(prepared, ticket, consumed_at);
+        let step = self
+            .io
+            .drive(self.processor.process_step(input, shutdown))
+            .await;
+        match step {
+            Some(Step::Send(prepared)) => self.io.send(prepared, ticket, consumed_at),
+            Some(Step::Suppressed(shape)) => self.io.suppressed(ticket, shape),
+            // Shutdown while the record was held; it stays uncommitted and
+            // is consumed again.
+            None => {}
+        }
+    }
+
+    /// Applies assignment changes to the de-duplication state: revoked
+    /// partitions forgotten, assigned ones restored from the changelog
+    /// before their first record is processed (this runs first thing for
+    /// every consumed record; changes are noted only with de-duplication on).
+    fn sync_assignment(&mut self) {
+        let Some(changes) = self.io.consumer.context().take_changes() else {
+            return;
+        };
+        let Some(dedup) = self.processor.dedup() else {
+            return;
+        };
+        for partition in &changes.revoked {
+            dedup.revoked(partition);
+        }
+        if changes.assigned.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        match dedup.restore(&changes.assigned) {
+            Ok(restored) => DedupRestored {
+                partitions: restored.partitions,
+                records: restored.records,
+                seconds: started.elapsed().as_secs_f64(),
+                ids: dedup.len(),
+            }
+            .emit(self.io.metrics),
+            Err(error) => DedupRestoreFailed { error: &error }.emit(self.io.metrics),
         }
     }
 
@@ -522,6 +571,7 @@ impl Io<'_> {
             prepared_kind: prepared.kind,
             consumed_at,
             input: prepared.input,
+            remember: prepared.remember,
         };
         self.deliveries
             .send(prepared.record, delivered, token_bytes);
@@ -551,10 +601,33 @@ impl Io<'_> {
                 self.health.dead_lettered.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let Some(offset) = lock(self.tracker).acknowledged(&done.ticket) else {
+        if let (Some(digest), Some(changelog)) = (&done.remember, &self.changelog) {
+            // After the envelope is acknowledged (at-least-once): a crash
+            // before this line forgets the id, so a later copy may be
+            // produced again; nothing is lost.
+            let ingest = done.input.input(&[]).ingest;
+            let value = changelog_value(ingest.timestamp_ms, ingest.topic);
+            self.deliveries
+                .send_untracked(changelog, ingest.partition, digest, &value);
+        }
+        self.advance(done.ticket);
+    }
+
+    /// A suppressed duplicate: nothing to send, its offset may advance.
+    fn suppressed(&mut self, ticket: Ticket, shape: Shape) {
+        DuplicateSuppressed {
+            shape: shape_label(shape),
+        }
+        .emit(self.metrics);
+        self.advance(ticket);
+    }
+
+    /// Queues the offset `ticket` makes committable, if any.
+    fn advance(&mut self, ticket: Ticket) {
+        let Some(offset) = lock(self.tracker).acknowledged(&ticket) else {
             return;
         };
-        let partition = done.ticket.partition;
+        let partition = ticket.partition;
         match self.to_store.iter_mut().find(|(p, _)| *p == partition) {
             Some(slot) => slot.1 = slot.1.max(offset),
             None => self.to_store.push((partition, offset)),

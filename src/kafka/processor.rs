@@ -23,11 +23,13 @@ use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{Settings, ValueFormat};
+use crate::core::dedup::{IdDigest, Remember};
 use crate::core::envelope::{Envelope, Shape};
 use crate::core::envelope_avro::{ENVELOPE_SCHEMA_JSON, EnvelopeCodec};
 use crate::core::event_type::known_event_types;
 use crate::core::normalize::{NormalizeOptions, normalize};
 use crate::core::rejection::{RejectReason, Rejection};
+use crate::kafka::dedup::Dedup;
 use crate::kafka::delivery::Refusal;
 use crate::kafka::output::{
     DeadLetterForm, Input, InputCopy, OutRecord, dead_letter_record, envelope_record,
@@ -37,7 +39,7 @@ use crate::kafka::record_headers::HeaderSlice;
 use crate::kafka::routing::{Route, Router};
 use crate::kafka::topics::TopicCreator;
 use crate::ops::events::{
-    CatchAllRouted, DeadLettering, InternalEvent, RegistryRecovered, RegistryRefused,
+    CatchAllRouted, DeadLettering, DedupOffered, InternalEvent, RegistryRecovered, RegistryRefused,
     RegistryUnavailable, RerouteCause, TypeRerouted,
 };
 use crate::ops::health::Health;
@@ -77,6 +79,18 @@ pub struct Prepared {
     /// The consumed record, kept until acknowledged so that a refused output
     /// can still be dead-lettered.
     pub input: Box<InputCopy>,
+    /// The envelope's id digest, to write to the de-duplication changelog
+    /// once acknowledged (de-duplication on, envelopes only).
+    pub remember: Option<IdDigest>,
+}
+
+/// What to do with one consumed record.
+pub enum Step {
+    /// Send this record.
+    Send(Prepared),
+    /// A copy of an event already produced within the window: send
+    /// nothing, count it, let its offset advance.
+    Suppressed(Shape),
 }
 
 /// Turns consumed records into output records. Owns the router, the topic
@@ -96,6 +110,8 @@ pub struct Processor<'s> {
     /// Per type label (a bounded set: routed types and the catch-all
     /// label), resolved once instead of a metric look-up per record.
     types: HashMap<Box<str>, TypeHandles>,
+    dedup: Option<Dedup>,
+    unkeyed_seen: bool,
 }
 
 /// A type's handles, resolved on its first envelope.
@@ -172,6 +188,11 @@ impl<'s> Processor<'s> {
             reasons_seen: [false; RejectReason::ALL.len()],
             max_message_bytes: settings.max_message_bytes(),
             types: HashMap::new(),
+            dedup: match settings.dedup.enabled {
+                true => Some(Dedup::new(settings)?),
+                false => None,
+            },
+            unkeyed_seen: false,
         })
     }
 
@@ -199,6 +220,7 @@ impl<'s> Processor<'s> {
         let startup = self.startup_topics();
         let work = async {
             self.ensure_startup_topics(&startup).await?;
+            self.ensure_changelog().await?;
             let dlq = self.settings.output.dead_letter_topic.clone();
             for topic in startup.iter().filter(|t| **t != dlq) {
                 self.register_at_start_up(topic).await?;
@@ -218,6 +240,30 @@ impl<'s> Processor<'s> {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() => {
                     warn!(error = %e, "waiting for the cluster to create output topics");
+                    beating(self.health, backoff.wait()).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The de-duplication changelog, when de-duplication is on.
+    async fn ensure_changelog(&mut self) -> Result<(), StartError> {
+        let Some(changelog) = self.dedup.as_ref().map(|d| d.changelog().to_owned()) else {
+            return Ok(());
+        };
+        let ingest = &self.settings.ingest.topics;
+        // A day past the window, so compaction never races expiry.
+        let retention_ms = self.settings.dedup.window_ms + 24 * 3_600_000;
+        let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
+        loop {
+            let creating = self
+                .topics
+                .ensure_changelog(&changelog, ingest, retention_ms);
+            match beating(self.health, creating).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() => {
+                    warn!(error = %e, "waiting for the cluster to create the de-duplication changelog");
                     beating(self.health, backoff.wait()).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -272,9 +318,55 @@ impl<'s> Processor<'s> {
                 record,
                 kind,
                 input: copy,
+                remember: None,
             }),
             Err(rejection) => Some(self.dead_letter(input, rejection, copy)),
         }
+    }
+
+    /// As [`Processor::process`], with de-duplication when it is on: an
+    /// envelope whose id was produced within the window is suppressed.
+    pub async fn process_step<F: Future<Output = ()> + Clone>(
+        &mut self,
+        input: &Input<'_>,
+        shutdown: &F,
+    ) -> Option<Step> {
+        let Some(dedup) = self.dedup.as_mut() else {
+            return self.process(input, shutdown).await.map(Step::Send);
+        };
+        let seen = input.value.and_then(|value| {
+            let headers = HeaderSlice(input.headers);
+            let envelope = normalize(value, &headers, &input.ingest, &self.options).ok()?;
+            let partition = (Arc::from(input.ingest.topic), input.ingest.partition);
+            let (remember, digest) =
+                dedup.offer(&partition, &envelope.id, input.ingest.timestamp_ms);
+            Some((remember, digest, envelope.shape))
+        });
+        let unkeyed = input.key.is_none_or(<[u8]>::is_empty);
+        DedupOffered {
+            not_remembered: matches!(seen, Some((Remember::Full, _, _))),
+            unkeyed,
+            first_unkeyed: unkeyed && !std::mem::replace(&mut self.unkeyed_seen, true),
+            ids: self.dedup.as_ref().map_or(0, Dedup::len),
+        }
+        .emit(self.metrics);
+        match seen {
+            Some((Remember::Duplicate, _, shape)) => Some(Step::Suppressed(shape)),
+            Some((remember, digest, _)) => {
+                let mut prepared = self.process(input, shutdown).await?;
+                let is_envelope = matches!(prepared.kind, OutputKind::Envelope { .. });
+                if is_envelope && remember == Remember::New {
+                    prepared.remember = Some(digest);
+                }
+                Some(Step::Send(prepared))
+            }
+            None => self.process(input, shutdown).await.map(Step::Send),
+        }
+    }
+
+    /// The de-duplication state, when it is on.
+    pub fn dedup(&mut self) -> Option<&mut Dedup> {
+        self.dedup.as_mut()
     }
 
     /// What to send for a record the broker refused for good:
@@ -331,6 +423,7 @@ impl<'s> Processor<'s> {
                         record,
                         kind,
                         input: input.clone(),
+                        remember: None,
                     }
                 })
             }
@@ -591,6 +684,7 @@ impl<'s> Processor<'s> {
             record,
             kind: OutputKind::DeadLetter { rejection, form },
             input: copy,
+            remember: None,
         }
     }
 }
@@ -605,6 +699,8 @@ pub struct Delivered {
     pub consumed_at: std::time::Instant,
     /// The input, for a replacement if it is refused.
     pub input: Box<InputCopy>,
+    /// The id digest to write to the de-duplication changelog once acknowledged.
+    pub remember: Option<IdDigest>,
 }
 
 /// Why start-up could not finish.
@@ -742,6 +838,7 @@ mod tests {
                 prepared_kind: prepared.kind,
                 consumed_at: std::time::Instant::now(),
                 input: prepared.input,
+                remember: None,
             };
             let refusal = Refusal::synthetic(token, prepared.record, code);
             let never = futures::future::pending::<()>();

@@ -132,6 +132,70 @@ impl TopicCreator {
     }
 
     /// Blocks on a metadata request: only called after a refusal, which is rare.
+    /// Creates the de-duplication changelog (compacted, and deleted past the
+    /// window) with as many partitions as the largest ingest topic, so
+    /// ingest partition p has changelog partition p. An existing one is
+    /// kept as it is.
+    pub async fn ensure_changelog(
+        &mut self,
+        topic: &str,
+        ingest: &[String],
+        retention_ms: u64,
+    ) -> Result<(), TopicError> {
+        if !self.settings.create || self.ready.contains(topic) {
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(self.settings.request_timeout_ms);
+        let partitions = self.partitions_of(ingest, timeout).max(1);
+        let retention = retention_ms.to_string();
+        let new_topic = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(self.settings.replication_factor),
+        )
+        .set("cleanup.policy", "compact,delete")
+        .set("retention.ms", &retention);
+        let options = AdminOptions::new()
+            .operation_timeout(Some(timeout))
+            .request_timeout(Some(timeout));
+        let transient = |source| TopicError::Transient {
+            topic: topic.to_owned(),
+            source,
+        };
+        let results = self
+            .admin
+            .create_topics([&new_topic], &options)
+            .await
+            .map_err(transient)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) if is_refusal(code) => {
+                    if !self.exists(&topic, timeout) {
+                        return Err(TopicError::Refused { topic, code });
+                    }
+                }
+                Err((_, code)) => return Err(transient(KafkaError::AdminOp(code))),
+            }
+        }
+        self.ready.insert(topic.to_owned());
+        Ok(())
+    }
+
+    /// The largest partition count among `topics` (0 if none is known).
+    fn partitions_of(&self, topics: &[String], timeout: Duration) -> i32 {
+        let Ok(metadata) = self.admin.inner().fetch_metadata(None, timeout) else {
+            return 0;
+        };
+        metadata
+            .topics()
+            .iter()
+            .filter(|t| topics.iter().any(|i| i == t.name()))
+            .map(|t| i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
+            .max()
+            .unwrap_or(0)
+    }
+
     fn exists(&self, topic: &str, timeout: Duration) -> bool {
         self.admin
             .inner()

@@ -353,3 +353,90 @@ impl<E: Display> InternalEvent for KafkaClientError<'_, E> {
         }
     }
 }
+
+/// A copy of an event already produced within the window was not produced.
+pub struct DuplicateSuppressed {
+    /// The suppressed copy's shape label (`event`, `legacy`, `generic`).
+    pub shape: &'static str,
+}
+
+impl InternalEvent for DuplicateSuppressed {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .duplicates_suppressed
+            .with_label_values(&[self.shape])
+            .inc();
+        debug!(shape = self.shape, "duplicate suppressed");
+    }
+}
+
+/// Newly assigned partitions' windows were restored from the changelog.
+pub struct DedupRestored {
+    /// Partitions restored.
+    pub partitions: usize,
+    /// Changelog records read.
+    pub records: usize,
+    /// How long it took.
+    pub seconds: f64,
+    /// Ids remembered now, over every partition.
+    pub ids: usize,
+}
+
+impl InternalEvent for DedupRestored {
+    fn emit(self, metrics: &Metrics) {
+        metrics.dedup_restore_seconds.observe(self.seconds);
+        metrics
+            .dedup_ids
+            .set(i64::try_from(self.ids).unwrap_or(i64::MAX));
+        info!(
+            partitions = self.partitions,
+            records = self.records,
+            seconds = self.seconds,
+            "de-duplication state restored"
+        );
+    }
+}
+
+/// The changelog could not be read: the partitions go on with empty windows
+/// (copies of earlier events may be produced again; nothing is lost).
+pub struct DedupRestoreFailed<'a, E: Display> {
+    /// Why.
+    pub error: &'a E,
+}
+
+impl<E: Display> InternalEvent for DedupRestoreFailed<'_, E> {
+    fn emit(self, _: &Metrics) {
+        error!(error = %self.error, "cannot restore de-duplication state: going on with empty windows (duplicates possible)");
+    }
+}
+
+/// A de-duplication outcome worth counting beyond suppression.
+pub struct DedupOffered {
+    /// The window was full: the id was produced, not remembered.
+    pub not_remembered: bool,
+    /// The ingest record had no key (the first one warns).
+    pub unkeyed: bool,
+    /// Whether this is the first unkeyed record seen.
+    pub first_unkeyed: bool,
+    /// Ids remembered now.
+    pub ids: usize,
+}
+
+impl InternalEvent for DedupOffered {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .dedup_ids
+            .set(i64::try_from(self.ids).unwrap_or(i64::MAX));
+        if self.not_remembered {
+            metrics.dedup_not_remembered.inc();
+        }
+        if self.unkeyed {
+            metrics.dedup_unkeyed_records.inc();
+            if self.first_unkeyed {
+                warn!(
+                    "de-duplication is on but ingest records arrive without a key: copies of one event may land on different partitions and be produced twice (key ingest records by the event id)"
+                );
+            }
+        }
+    }
+}

@@ -41,6 +41,16 @@ pub struct Metrics {
     pub dead_lettered: IntCounterVec,
     /// Envelopes routed to the catch-all topic, by cause.
     pub catch_all_routed: IntCounterVec,
+    /// Copies of events already produced within the window, by shape.
+    pub duplicates_suppressed: IntCounterVec,
+    /// Ids in the de-duplication windows.
+    pub dedup_ids: IntGauge,
+    /// New ids not remembered because the windows were full.
+    pub dedup_not_remembered: IntCounter,
+    /// Ingest records without a key while de-duplication is on.
+    pub dedup_unkeyed_records: IntCounter,
+    /// Time to restore assigned partitions' windows from the changelog.
+    pub dedup_restore_seconds: Histogram,
     /// Failed produce attempts, by librdkafka error.
     pub produce_errors: IntCounterVec,
     /// Records re-sent after a failed produce.
@@ -182,6 +192,25 @@ impl Metrics {
                 "catch_all_routed_total",
                 "Envelopes routed to the catch-all topic, by cause (topic_cap, topic_unavailable, reserved_topic).",
                 &["cause"],
+            )?,
+            duplicates_suppressed: counter_vec(
+                "duplicates_suppressed_total",
+                "Copies of events already produced within the de-duplication window, not produced again, by the suppressed copy's shape.",
+                &["shape"],
+            )?,
+            dedup_ids: gauge("dedup_ids", "Event ids in the de-duplication windows.")?,
+            dedup_not_remembered: counter(
+                "dedup_not_remembered_total",
+                "New event ids produced but not remembered: the windows were full (dedup.max_ids).",
+            )?,
+            dedup_unkeyed_records: counter(
+                "dedup_unkeyed_records_total",
+                "Ingest records without a key while de-duplication is on (copies may land on other partitions).",
+            )?,
+            dedup_restore_seconds: histogram(
+                "dedup_restore_seconds",
+                "Time to restore newly assigned partitions' de-duplication windows from the changelog.",
+                vec![0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 120.0],
             )?,
             produce_errors: counter_vec(
                 "produce_errors_total",
