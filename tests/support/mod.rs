@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod mock_kafka;
 pub mod registry;
 
 use std::collections::{BTreeMap, HashMap};
