@@ -40,7 +40,7 @@
 //! Each is measured from its first consumed record (the connector's
 //! `records_consumed_total` leaving 0, polled every 5 ms; the floor's
 //! `consuming` line) to its last acknowledgement (acknowledged envelopes +
-//! dead letters reaching N, polled every 20 ms; the floor's `acknowledged`
+//! dead letters reaching N, polled every 250 ms; the floor's `acknowledged`
 //! line, printed once its last delivery report arrived): start-up and group
 //! join are excluded for all alike. Over that window, from /proc of the
 //! contender's own process only: events/s, CPU-µs/event (utime+stime of
@@ -437,6 +437,28 @@ fn load(bootstrap: &str, topic: &str, backlog: &Backlog<'_>, n: usize) -> Durati
     }
     assert_delivered(&p, "loading the backlog");
     start.elapsed()
+}
+
+/// Partitions the bench's ingest topics have at most (`--partitions`'s cap).
+const MAX_NUDGED_PARTITIONS: i32 = 64;
+
+/// One record to each ingest partition: advances tansu's trailing high
+/// watermark past the last batch (see `drain`).
+fn nudge(bootstrap: &str, topic: &str) {
+    let p = producer(bootstrap, "0");
+    let partitions = cluster_metadata(bootstrap)
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(MAX_NUDGED_PARTITIONS, |t| t.partitions().len() as i32);
+    for partition in 0..partitions {
+        let record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(partition)
+            .payload(b"bench nudge: not a webhook");
+        p.send(record).expect("nudge");
+    }
+    assert_delivered(&p, "nudging the ingest partitions");
+    eprintln!("  (nudged {partitions} ingest partitions: tansu's trailing watermark)");
 }
 
 /// Creates `topics` with `partitions` each (replication: the broker's).
@@ -895,21 +917,50 @@ fn drain(
                 .expect("perf")
         });
     let mut acknowledged = 0.0;
+    let mut nudged = false;
     let mut progress = Instant::now();
     while acknowledged < n as f64 {
-        assert!(
-            progress.elapsed() < Duration::from_secs(60),
-            "drain stalled at {acknowledged} of {n}; log {}",
-            connector.raw_log.display()
-        );
+        if progress.elapsed() >= Duration::from_secs(60) {
+            let state = connector.get("/metrics").map(|(_, body)| {
+                let m = Metrics::parse(&body);
+                let sum = |name: &str| m.sum(name, &[]);
+                format!(
+                    "consumed {}, in flight {}, produce retries {}, ready {}",
+                    sum("codat_stream_records_consumed_total"),
+                    sum("codat_stream_in_flight_records"),
+                    sum("codat_stream_produce_retries_total"),
+                    sum("codat_stream_ready"),
+                )
+            });
+            panic!(
+                "drain stalled at {acknowledged} of {n} ({state:?}); log {}",
+                connector.raw_log.display()
+            );
+        }
         if let Some((200, body)) = connector.get("/metrics") {
-            let now = acked(&Metrics::parse(&body));
+            let m = Metrics::parse(&body);
+            let now = acked(&m);
             if now > acknowledged {
                 progress = Instant::now();
             }
             acknowledged = now;
+            // tansu 0.6: a partition's high watermark can trail its last
+            // batch, hiding it until something else is written there (real
+            // Kafka advances it once the write is replicated). Idle with
+            // records unread: one nudge record per ingest partition (a
+            // dead letter for the connector), once; outputs are then
+            // counted as N plus at most those nudges.
+            let idle = m.sum("codat_stream_in_flight_records", &[]) == 0.0;
+            if !nudged && idle && progress.elapsed() >= Duration::from_secs(3) {
+                nudge(bootstrap, &names.ingest);
+                nudged = true;
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Every 250 ms: a scrape costs the connector CPU (at every 20 ms the
+        // scrapes were a third of its CPU in a profile of the drain); the end
+        // is then seen up to 250 ms late, understating its events/s by up to
+        // a few per cent, never flattering it.
+        std::thread::sleep(Duration::from_millis(250));
     }
     let end = sample(pid);
     let broker1 = broker_cpu(broker_pid);
@@ -1426,6 +1477,7 @@ fn main() {
             "one_topic_floor_vs_fan_out_floor": one_topic.versus(&fan_out),
             "connector_vs_fan_out_floor": connector.versus(&fan_out),
             "connector_outputs_equal_inputs": connector.counted == Some(a.events),
+        "connector_outputs_note": "N plus at most one nudge record per ingest partition when tansu's trailing watermark hid a last batch",
         },
         "mock_cluster": mock.as_ref().map(|(f, c)| json!({
             "events": mock_events,
@@ -1449,7 +1501,11 @@ fn main() {
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
         .expect("write report");
     println!("\nreport: {}", path.display());
-    if connector.counted != Some(a.events) {
+    // N, plus at most one nudge per partition (see `drain`).
+    let counted_ok = connector
+        .counted
+        .is_some_and(|c| c >= a.events && c <= a.events + MAX_NUDGED_PARTITIONS as usize);
+    if !counted_ok {
         eprintln!(
             "OUTPUT COUNT {:?} != INPUT COUNT {}",
             connector.counted, a.events

@@ -7,6 +7,9 @@ use clap::Parser;
 use codat_stream::cli::args::Cli;
 use codat_stream::cli::commands;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -68,8 +68,14 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 const ACK_WAIT: Duration = Duration::from_millis(5);
 /// How often the consumer is polled while a record waits on purpose.
 const KEEP_ALIVE: Duration = Duration::from_millis(100);
-/// How long without room before the partitions are paused.
-const PAUSE_AFTER: Duration = Duration::from_secs(1);
+/// Most bytes kept from the consumer while a record waits, before pausing.
+const DEFER_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// How long without room (or a record waiting) before the partitions are
+/// paused, so the group keeps a member that holds back on purpose (its
+/// `max.poll.interval.ms` is 5 minutes by default). Not sooner: a resumed
+/// partition is fetched again from inside a record batch, which costs a
+/// re-fetch on Kafka and, on tansu 0.6, skips the rest of that batch.
+const PAUSE_AFTER: Duration = Duration::from_secs(30);
 
 /// How the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,19 +141,7 @@ async fn run_here(
     health.beat();
     metrics.init_ingest_topics(&settings.ingest.topics);
     let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
-    let mut context = IngestContext::new(tracker.clone(), health.clone(), metrics.clone());
-    if settings.dedup.enabled {
-        // Windows are restored on assignment, before a partition's first record.
-        context = context.tracking_assignment();
-    }
-    let consumer: BaseConsumer<IngestContext> =
-        settings.consumer_config().create_with_context(context)?;
-    let mut deliveries: Deliveries<Delivered> = Deliveries::new(
-        &settings.producer_config(),
-        health.clone(),
-        metrics.clone(),
-        settings.pipeline.produce_retry_backoff_max_ms,
-    )?;
+    let (consumer, mut deliveries) = clients(&settings, &tracker, &health, &metrics)?;
     let mut processor = Processor::new(&settings, &metrics, &health)?;
     // Shared: the loop and the waits for the broker and registry all watch it.
     let shutdown = Box::pin(shutdown).shared();
@@ -163,6 +157,52 @@ async fn run_here(
         info!("shutdown requested during start-up");
         return Ok(RunOutcome::Drained);
     }
+    subscribe(&settings, &consumer, &health)?;
+    let mut hot = Hot {
+        processor: &mut processor,
+        io: Io::new(
+            &settings,
+            &consumer,
+            &mut deliveries,
+            &tracker,
+            &health,
+            &metrics,
+        ),
+    };
+    let drain_timeout = Duration::from_millis(settings.pipeline.drain_timeout_ms);
+    let abandoned = hot.run_loop(&stop, drain_timeout, &shutdown).await;
+    drop(hot);
+    finish(&consumer, &deliveries, &health, abandoned)
+}
+
+/// The ingest consumer and the output producer (makes no network call).
+fn clients(
+    settings: &Settings,
+    tracker: &Arc<Mutex<OffsetTracker>>,
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
+) -> Result<(BaseConsumer<IngestContext>, Deliveries<Delivered>), PipelineError> {
+    let mut context = IngestContext::new(tracker.clone(), health.clone(), metrics.clone());
+    if settings.dedup.enabled {
+        // Windows are restored on assignment, before a partition's first record.
+        context = context.tracking_assignment();
+    }
+    let consumer = settings.consumer_config().create_with_context(context)?;
+    let deliveries = Deliveries::new(
+        &settings.producer_config(),
+        health.clone(),
+        metrics.clone(),
+        settings.pipeline.produce_retry_backoff_max_ms,
+    )?;
+    Ok((consumer, deliveries))
+}
+
+/// Subscribes to the ingest topics: from here on, the connector is started.
+fn subscribe(
+    settings: &Settings,
+    consumer: &BaseConsumer<IngestContext>,
+    health: &Health,
+) -> Result<(), PipelineError> {
     info!(
         value_format = value_format::name(settings.value_format()),
         "envelope value format"
@@ -177,32 +217,7 @@ async fn run_here(
         max_in_flight_bytes = settings.pipeline.max_in_flight_bytes,
         "codat-stream started"
     );
-    let mut hot = Hot {
-        processor: &mut processor,
-        io: Io {
-            consumer: &consumer,
-            deliveries: &mut deliveries,
-            tracker: &tracker,
-            health: &health,
-            metrics: &metrics,
-            outcomes: Vec::new(),
-            deferred: VecDeque::new(),
-            to_store: Vec::new(),
-            paused: false,
-            no_room_since: None,
-            max_records: settings.pipeline.max_in_flight,
-            max_bytes: settings.pipeline.max_in_flight_bytes,
-            topic_counters: HashMap::new(),
-            changelog: settings
-                .dedup
-                .enabled
-                .then(|| settings.dedup_changelog_topic()),
-        },
-    };
-    let drain_timeout = Duration::from_millis(settings.pipeline.drain_timeout_ms);
-    let abandoned = hot.run_loop(&stop, drain_timeout, &shutdown).await;
-    drop(hot);
-    finish(&consumer, &deliveries, &health, abandoned)
+    Ok(())
 }
 
 /// Commits, flushes and says how the run ended.
@@ -258,8 +273,10 @@ struct Io<'r> {
     metrics: &'r Metrics,
     /// Delivery outcomes not yet settled.
     outcomes: Vec<Outcome<Delivered>>,
-    /// Records consumed during a pause, in order.
+    /// Records consumed while a record waited, in order.
     deferred: VecDeque<Deferred>,
+    /// Bytes they hold.
+    deferred_bytes: usize,
     /// Offsets to store at the end of this batch of outcomes.
     to_store: Vec<(Partition, i64)>,
     paused: bool,
@@ -325,6 +342,7 @@ impl Hot<'_, '_> {
         let mut n = 0;
         while n < BATCH && self.io.room() {
             if let Some(d) = self.io.deferred.pop_front() {
+                self.io.deferred_bytes -= d.input.size();
                 let headers = d.input.header_refs();
                 let input = d.input.input(&headers);
                 self.handle(&input, d.ticket, d.consumed_at, shutdown).await;
@@ -453,7 +471,38 @@ impl Hot<'_, '_> {
     }
 }
 
-impl Io<'_> {
+impl<'r> Io<'r> {
+    fn new(
+        settings: &Settings,
+        consumer: &'r BaseConsumer<IngestContext>,
+        deliveries: &'r mut Deliveries<Delivered>,
+        tracker: &'r Mutex<OffsetTracker>,
+        health: &'r Health,
+        metrics: &'r Metrics,
+    ) -> Self {
+        let changelog = settings
+            .dedup
+            .enabled
+            .then(|| settings.dedup_changelog_topic());
+        Io {
+            consumer,
+            deliveries,
+            tracker,
+            health,
+            metrics,
+            outcomes: Vec::new(),
+            deferred: VecDeque::new(),
+            deferred_bytes: 0,
+            to_store: Vec::new(),
+            paused: false,
+            no_room_since: None,
+            max_records: settings.pipeline.max_in_flight,
+            max_bytes: settings.pipeline.max_in_flight_bytes,
+            topic_counters: HashMap::new(),
+            changelog,
+        }
+    }
+
     /// Whether another record may be taken; pauses the partitions when
     /// there has been no room for a while, so the consumer can still be
     /// polled (group membership) without taking records.
@@ -474,21 +523,31 @@ impl Io<'_> {
     }
 
     /// Drives `work` (a processor step) to its end; the common case is
-    /// ready at once. If it waits (registry, admin API), the partitions are
-    /// paused and the consumer and producer are still polled meanwhile.
+    /// ready at once. If it waits (registry, admin API), the consumer and
+    /// producer are still polled meanwhile, what the consumer hands over is
+    /// kept for later, and once the wait lasts (or what is kept grows) the
+    /// partitions are paused. Short waits (a type's first topic creation)
+    /// do not pause: a pause and resume fetch again from inside a record
+    /// batch, which costs a re-fetch on Kafka and loses the rest of the
+    /// batch on tansu 0.6.
     async fn drive<T>(&mut self, work: impl Future<Output = T>) -> T {
         let mut work = pin!(work);
         if let Poll::Ready(done) = futures::poll!(work.as_mut()) {
             return done;
         }
         let was_paused = self.paused;
-        self.set_paused(true);
+        let started = Instant::now();
         let mut tick = tokio::time::interval(KEEP_ALIVE);
         let done = loop {
             tokio::select! {
                 biased;
                 done = work.as_mut() => break done,
-                _ = tick.tick() => self.keep_alive(),
+                _ = tick.tick() => {
+                    if started.elapsed() >= PAUSE_AFTER || self.deferred_bytes >= DEFER_MAX_BYTES {
+                        self.set_paused(true);
+                    }
+                    self.keep_alive();
+                }
             }
         };
         if !was_paused {
@@ -512,9 +571,11 @@ impl Io<'_> {
                         headers: &headers.pairs,
                         ingest: ingest_meta(&message),
                     };
+                    let input = Box::new(InputCopy::of(&input));
+                    self.deferred_bytes += input.size();
                     self.deferred.push_back(Deferred {
                         ticket,
-                        input: Box::new(InputCopy::of(&input)),
+                        input,
                         consumed_at: Instant::now(),
                     });
                 }

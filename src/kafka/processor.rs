@@ -411,21 +411,8 @@ impl<'s> Processor<'s> {
                 Some(self.dead_letter(&view, rejection, input.clone()))
             }
             OutputKind::DeadLetter { rejection, form } if is_size_refusal(code) => {
-                form.smaller().map(|smaller| {
-                    let drop = &self.settings.output.drop_headers;
-                    let record = dead_letter_record(topic.clone(), &view, rejection, drop, smaller);
-                    let rejection = rejection.clone();
-                    let kind = OutputKind::DeadLetter {
-                        rejection,
-                        form: smaller,
-                    };
-                    Prepared {
-                        record,
-                        kind,
-                        input: input.clone(),
-                        remember: None,
-                    }
-                })
+                let smaller = form.smaller();
+                smaller.map(|smaller| self.smaller_dead_letter(&topic, &view, rejection, smaller))
             }
             OutputKind::DeadLetter { .. } => None,
         };
@@ -438,6 +425,27 @@ impl<'s> Processor<'s> {
                 error!(?code, %topic, "the broker refuses a dead letter: holding its partition (check the dead-letter topic's ACLs and size limits)");
                 Err(Box::new(refusal))
             }
+        }
+    }
+
+    /// The same dead letter in `form`, for one refused for its size.
+    fn smaller_dead_letter(
+        &self,
+        topic: &str,
+        view: &Input<'_>,
+        rejection: &Rejection,
+        form: DeadLetterForm,
+    ) -> Prepared {
+        let drop = &self.settings.output.drop_headers;
+        let record = dead_letter_record(topic.to_owned(), view, rejection, drop, form);
+        Prepared {
+            record,
+            kind: OutputKind::DeadLetter {
+                rejection: rejection.clone(),
+                form,
+            },
+            input: Box::new(InputCopy::of(view)),
+            remember: None,
         }
     }
 
@@ -457,6 +465,24 @@ impl<'s> Processor<'s> {
             Ok(routed) => routed,
             Err(rejection) => return Some(Err(rejection)),
         };
+        let record = match self.envelope_record(envelope, input, &route, schema_id) {
+            Ok(record) => record,
+            Err(rejection) => return Some(Err(rejection)),
+        };
+        self.count_route(envelope, &route);
+        debug!(event_type = %envelope.event_type, topic = %route.topic, partition = input.ingest.partition, offset = input.ingest.offset, "normalised");
+        Some(Ok((record, self.envelope_kind(envelope, &route))))
+    }
+
+    /// The envelope's record: encoded, headed, and checked against the
+    /// producer's `message.max.bytes`.
+    fn envelope_record(
+        &self,
+        envelope: &Envelope<'_>,
+        input: &Input<'_>,
+        route: &Route,
+        schema_id: Option<u32>,
+    ) -> Result<OutRecord, Rejection> {
         let mut value = Vec::with_capacity(256 + envelope.payload.len());
         let encoded = match schema_id {
             Some(id) => self.codec.encode_confluent_into(envelope, id, &mut value),
@@ -464,29 +490,28 @@ impl<'s> Processor<'s> {
         };
         if let Err(e) = encoded {
             // A defect (schema and envelope disagree): keep the record, say why.
-            return Some(Err(Rejection::new(
+            return Err(Rejection::new(
                 RejectReason::InvalidField,
                 format!("envelope could not be encoded: {e}"),
-            )));
+            ));
         }
         let drop = &self.settings.output.drop_headers;
-        let record =
-            match envelope_record(route.topic.clone(), envelope, value, input.headers, drop) {
-                Ok(record) => record,
-                Err(rejection) => return Some(Err(rejection)),
-            };
+        let record = envelope_record(route.topic.clone(), envelope, value, input.headers, drop)?;
         if record.wire_size() > self.max_message_bytes {
-            return Some(Err(Rejection::new(
+            return Err(Rejection::new(
                 RejectReason::OutputTooLarge,
                 format!(
                     "the envelope record would be {} bytes; the producer's message.max.bytes is {}",
                     record.wire_size(),
                     self.max_message_bytes
                 ),
-            )));
+            ));
         }
-        self.count_route(envelope, &route);
-        debug!(event_type = %envelope.event_type, topic = %route.topic, partition = input.ingest.partition, offset = input.ingest.offset, "normalised");
+        Ok(record)
+    }
+
+    /// What the envelope is, with its type's handles (resolved once).
+    fn envelope_kind(&mut self, envelope: &Envelope<'_>, route: &Route) -> OutputKind {
         let type_label = match route.catch_all {
             Some(_) => UNROUTED_TYPE_LABEL,
             None => &envelope.event_type,
@@ -505,13 +530,12 @@ impl<'s> Processor<'s> {
             Some(_) => Arc::from(&*envelope.event_type),
             None => handles.name.clone(),
         };
-        let kind = OutputKind::Envelope {
+        OutputKind::Envelope {
             counter,
             event_time_ms: envelope.time,
             event_type,
             on_catch_all: route.catch_all.is_some(),
-        };
-        Some(Ok((record, kind)))
+        }
     }
 
     /// Routes a type, creating its topic on first use. A refused topic sends

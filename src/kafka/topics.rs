@@ -76,21 +76,7 @@ impl TopicCreator {
         if missing.is_empty() {
             return Ok(());
         }
-        let replication_factor = self.settings.replication_factor;
-        let new_topics: Vec<NewTopic> = missing
-            .iter()
-            .map(|t| {
-                let mut nt = NewTopic::new(
-                    t,
-                    self.settings.partitions,
-                    TopicReplication::Fixed(replication_factor),
-                );
-                for (k, v) in &self.settings.configs {
-                    nt = nt.set(k, v);
-                }
-                nt
-            })
-            .collect();
+        let new_topics: Vec<NewTopic> = missing.iter().map(|t| self.new_topic(t)).collect();
         let timeout = Duration::from_millis(self.settings.request_timeout_ms);
         let options = AdminOptions::new()
             .operation_timeout(Some(timeout))
@@ -105,24 +91,8 @@ impl TopicCreator {
             })?;
         let mut first_error = None;
         for result in results {
-            match result {
-                Ok(topic) | Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    self.ready.insert(topic);
-                }
-                Err((topic, code)) if is_refusal(code) => {
-                    // Refused, but it may exist already (created by an operator).
-                    if self.exists(&topic, timeout) {
-                        self.ready.insert(topic);
-                    } else {
-                        first_error.get_or_insert(TopicError::Refused { topic, code });
-                    }
-                }
-                Err((topic, code)) => {
-                    first_error.get_or_insert(TopicError::Transient {
-                        topic,
-                        source: KafkaError::AdminOp(code),
-                    });
-                }
+            if let Err(e) = self.settle(result, timeout) {
+                first_error.get_or_insert(e);
             }
         }
         match first_error {
@@ -131,7 +101,43 @@ impl TopicCreator {
         }
     }
 
-    /// Blocks on a metadata request: only called after a refusal, which is rare.
+    /// A topic to create with the configured partitions, replication and configs.
+    fn new_topic<'t>(&'t self, topic: &'t str) -> NewTopic<'t> {
+        let replication = TopicReplication::Fixed(self.settings.replication_factor);
+        let mut new_topic = NewTopic::new(topic, self.settings.partitions, replication);
+        for (k, v) in &self.settings.configs {
+            new_topic = new_topic.set(k, v);
+        }
+        new_topic
+    }
+
+    /// One topic's creation result: ready, or why not.
+    fn settle(
+        &mut self,
+        result: Result<String, (String, RDKafkaErrorCode)>,
+        timeout: Duration,
+    ) -> Result<(), TopicError> {
+        match result {
+            Ok(topic) | Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                self.ready.insert(topic);
+                Ok(())
+            }
+            // Refused, but it may exist already (created by an operator).
+            Err((topic, code)) if is_refusal(code) => {
+                if self.exists(&topic, timeout) {
+                    self.ready.insert(topic);
+                    Ok(())
+                } else {
+                    Err(TopicError::Refused { topic, code })
+                }
+            }
+            Err((topic, code)) => Err(TopicError::Transient {
+                topic,
+                source: KafkaError::AdminOp(code),
+            }),
+        }
+    }
+
     /// Creates the de-duplication changelog (compacted, and deleted past the
     /// window) with as many partitions as the largest ingest topic, so
     /// ingest partition p has changelog partition p. An existing one is
@@ -196,6 +202,7 @@ impl TopicCreator {
             .unwrap_or(0)
     }
 
+    /// Blocks on a metadata request: only called after a refusal, which is rare.
     fn exists(&self, topic: &str, timeout: Duration) -> bool {
         self.admin
             .inner()
