@@ -331,26 +331,8 @@ impl Metrics {
     pub fn record_statistics(&self, client: &'static str, stats: &Statistics) {
         for broker in stats.brokers.values() {
             // Bootstrap entries (nodeid -1) duplicate the real brokers.
-            if broker.nodeid < 0 {
-                continue;
-            }
-            let broker_name = broker.name.as_str();
-            if let Some(rtt) = &broker.rtt
-                && rtt.cnt > 0
-            {
-                self.broker_rtt
-                    .with_label_values(&[client, broker_name, "avg"])
-                    .set(rtt.avg as f64 / 1e6);
-                self.broker_rtt
-                    .with_label_values(&[client, broker_name, "p99"])
-                    .set(rtt.p99 as f64 / 1e6);
-            }
-            for (kind, total) in [
-                ("tx", broker.txerrs),
-                ("rx", broker.rxerrs),
-                ("timeout", broker.req_timeouts),
-            ] {
-                self.advance_error_total(client, broker_name, kind, total);
+            if broker.nodeid >= 0 {
+                self.record_broker(client, broker);
             }
         }
         self.kafka_queue
@@ -360,9 +342,34 @@ impl Metrics {
             self.kafka_queue
                 .with_label_values(&[client, "producer"])
                 .set(i64::try_from(stats.msg_cnt).unwrap_or(i64::MAX));
-            return;
+        } else {
+            self.record_consumer_partitions(stats);
         }
-        let mut fetchq = 0i64;
+    }
+
+    fn record_broker(&self, client: &str, broker: &rdkafka::statistics::Broker) {
+        let broker_name = broker.name.as_str();
+        if let Some(rtt) = &broker.rtt
+            && rtt.cnt > 0
+        {
+            self.broker_rtt
+                .with_label_values(&[client, broker_name, "avg"])
+                .set(rtt.avg as f64 / 1e6);
+            self.broker_rtt
+                .with_label_values(&[client, broker_name, "p99"])
+                .set(rtt.p99 as f64 / 1e6);
+        }
+        for (kind, total) in [
+            ("tx", broker.txerrs),
+            ("rx", broker.rxerrs),
+            ("timeout", broker.req_timeouts),
+        ] {
+            self.advance_error_total(client, broker_name, kind, total);
+        }
+    }
+
+    /// The consumer's fetch queue, prefetched bytes and per-partition lag.
+    fn record_consumer_partitions(&self, stats: &Statistics) {
         // The consumer forwards every assigned partition's fetch queue to its
         // one consumer queue, and librdkafka reports each partition's
         // `fetchq_size` through that forward: every partition repeats the
@@ -371,14 +378,11 @@ impl Metrics {
         // once per partition. (That queue is also what
         // `queued.max.messages.kbytes` bounds.) The same holds for the
         // message count, `fetchq_cnt`.
-        let mut prefetch_bytes = 0i64;
+        let (mut fetchq, mut prefetch_bytes) = (0i64, 0i64);
         let mut current = HashSet::new();
         for topic in stats.topics.values() {
-            for p in topic.partitions.values() {
-                // -1 is librdkafka's internal unassigned partition.
-                if p.partition < 0 {
-                    continue;
-                }
+            // -1 is librdkafka's internal unassigned partition.
+            for p in topic.partitions.values().filter(|p| p.partition >= 0) {
                 fetchq = fetchq.max(p.fetchq_cnt);
                 prefetch_bytes =
                     prefetch_bytes.max(i64::try_from(p.fetchq_size).unwrap_or(i64::MAX));
@@ -392,7 +396,7 @@ impl Metrics {
             }
         }
         self.kafka_queue
-            .with_label_values(&[client, "fetch"])
+            .with_label_values(&["consumer", "fetch"])
             .set(fetchq);
         self.consumer_prefetch_bytes.set(prefetch_bytes);
         let mut known = self.lag_labels.lock().unwrap_or_else(|p| p.into_inner());
