@@ -71,7 +71,11 @@
 //! Last, steady rates (default 5,000/s for 20 s), each on a fresh broker
 //! with a fresh connector: end-to-end latency from the producer's send to
 //! the output record being read, beside the broker alone measured the same
-//! way (the same reader reading the ingest record).
+//! way (the same reader, `fetch.wait.max.ms=5`, reading the ingest record).
+//! The connector's consumer keeps librdkafka's default `fetch.wait.max.ms`
+//! (500 ms); tansu appears to answer a fetch that finds nothing new only
+//! after that wait, even when records arrive meanwhile (the connector's p50
+//! sits near 500 ms at low rates), where Kafka answers when data arrives.
 //!
 //! Prints a markdown table and writes every figure to
 //! target/bench/pipeline.json. `BENCH_PERF=FILE` records a `perf` profile
