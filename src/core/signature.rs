@@ -222,19 +222,7 @@ impl Verifier {
         headers: &H,
         now_secs: i64,
     ) -> Result<(), SignatureFailure> {
-        let signed = signed_headers(headers)?;
-        if signed.id.len() > MAX_ID_BYTES {
-            return Err(SignatureFailure::MalformedHeader);
-        }
-        let sent_secs = parse_seconds(signed.timestamp).ok_or(SignatureFailure::MalformedHeader)?;
-        // i128: no timestamp or tolerance can overflow the comparison.
-        let age = i128::from(now_secs) - i128::from(sent_secs);
-        if age > i128::from(self.tolerance_secs) {
-            return Err(SignatureFailure::TooOld);
-        }
-        if -age > i128::from(self.tolerance_secs) {
-            return Err(SignatureFailure::TooNew);
-        }
+        let signed = self.signed(headers, now_secs)?;
         let candidates = candidates(signed.signatures)?;
         let mut matched = false;
         for key in &self.keys {
@@ -249,6 +237,40 @@ impl Verifier {
         } else {
             Err(SignatureFailure::NoMatch)
         }
+    }
+
+    /// Every check [`Verifier::verify`] makes before it reads the body:
+    /// the headers are there once each, the timestamp within the tolerance,
+    /// not too many signatures. A receiver refuses on these before it
+    /// reads a body at all.
+    pub fn check_headers<H: HeaderLookup + ?Sized>(
+        &self,
+        headers: &H,
+        now_secs: i64,
+    ) -> Result<(), SignatureFailure> {
+        let signed = self.signed(headers, now_secs)?;
+        candidates(signed.signatures).map(drop)
+    }
+
+    fn signed<'h, H: HeaderLookup + ?Sized>(
+        &self,
+        headers: &'h H,
+        now_secs: i64,
+    ) -> Result<Signed<'h>, SignatureFailure> {
+        let signed = signed_headers(headers)?;
+        if signed.id.len() > MAX_ID_BYTES {
+            return Err(SignatureFailure::MalformedHeader);
+        }
+        let sent_secs = parse_seconds(signed.timestamp).ok_or(SignatureFailure::MalformedHeader)?;
+        // i128: no timestamp or tolerance can overflow the comparison.
+        let age = i128::from(now_secs) - i128::from(sent_secs);
+        if age > i128::from(self.tolerance_secs) {
+            return Err(SignatureFailure::TooOld);
+        }
+        if -age > i128::from(self.tolerance_secs) {
+            return Err(SignatureFailure::TooNew);
+        }
+        Ok(signed)
     }
 }
 
