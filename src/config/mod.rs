@@ -630,14 +630,21 @@ impl Settings {
         }
     }
 
-    /// librdkafka configuration of `receive`'s producer: as [`Settings::producer_config`]
-    /// (acks=all, idempotent), but a record not acknowledged within
-    /// `receive.ack_timeout_ms` fails (its request was answered 503 and
-    /// Codat retries it), and `message.max.bytes` fits the largest request.
+    /// librdkafka configuration of `receive`'s producer: acks=all,
+    /// idempotent, and, as for `run`, records never time out inside
+    /// librdkafka: a request not acknowledged within
+    /// `receive.ack_timeout_ms` is answered 503 while its record stays
+    /// queued (delivered when the broker returns: a duplicate of Codat's
+    /// retry, keyed the same). A timed-out record would make the
+    /// idempotent producer bump its epoch, which some brokers (tansu 0.6)
+    /// answer with a fatal ProducerFenced. The queue is bounded in bytes
+    /// (64 MiB, not librdkafka's 1 GiB), so an outage bounds memory: when
+    /// it is full, requests are answered 503 at their deadline.
     pub fn receive_producer_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         let largest = self.receive.max_body_bytes + self.receive.max_header_bytes + 4096;
         c.set("message.max.bytes", largest.max(1_000_000).to_string())
+            .set("queue.buffering.max.kbytes", "65536")
             // The partition Kafka's Java clients pick for the same key, so
             // a receiver and any Java producer of the ingest topic agree.
             .set("partitioner", "murmur2_random");
@@ -645,10 +652,7 @@ impl Settings {
         apply(&mut c, &self.kafka.common);
         apply(&mut c, &self.kafka.producer);
         c.set("bootstrap.servers", &self.kafka.bootstrap_servers)
-            .set(
-                "message.timeout.ms",
-                self.receive.ack_timeout_ms.to_string(),
-            )
+            .set("message.timeout.ms", "0")
             .set("enable.idempotence", "true")
             .set("acks", "all");
         c
@@ -1442,12 +1446,12 @@ mod tests {
     }
 
     #[test]
-    fn the_receive_producer_acknowledges_with_all_replicas_within_the_deadline() {
+    fn the_receive_producer_acknowledges_with_all_replicas_and_never_times_records_out() {
         let s = Settings::default();
         let c = s.receive_producer_config();
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("enable.idempotence"), Some("true"));
-        assert_eq!(c.get("message.timeout.ms"), Some("10000"));
+        assert_eq!(c.get("message.timeout.ms"), Some("0"));
         let max: usize = c.get("message.max.bytes").unwrap().parse().unwrap();
         assert!(max >= s.receive.max_body_bytes + s.receive.max_header_bytes);
     }

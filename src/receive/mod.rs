@@ -52,6 +52,9 @@ pub enum ReceiveError {
     /// The producer could not be created.
     #[error("kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The producer had a fatal error: nothing more could be stored.
+    #[error("the kafka producer failed for good ({0}); in-flight requests were answered")]
+    Fatal(String),
 }
 
 /// How often readiness re-checks the ingest topic's metadata.
@@ -94,14 +97,19 @@ pub async fn run(
     );
     health.beat();
     let beater = tokio::spawn(beat(health.clone()));
-    let watcher = tokio::spawn(watch_health(receiver.clone(), health.clone()));
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
+    let watcher = tokio::spawn(watch_health(receiver.clone(), health.clone(), fatal_tx));
+    let mut fatal = None;
     let drained = server::serve(
         listener,
         receiver.clone(),
         metrics,
         Limits::of(&settings.receive),
         async {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                Ok(error) = fatal_rx => fatal = Some(error),
+            }
             health.draining.store(true, Ordering::Relaxed);
         },
     )
@@ -119,7 +127,10 @@ pub async fn run(
         Drained::Completely => info!("every in-flight webhook answered; exiting"),
         Drained::TimedOut => warn!("receive.drain_timeout_ms passed with webhooks in flight"),
     }
-    Ok(drained)
+    match fatal {
+        Some(error) => Err(ReceiveError::Fatal(error)),
+        None => Ok(drained),
+    }
 }
 
 /// Liveness: the runtime goes round (a beat every half second).
@@ -132,11 +143,21 @@ async fn beat(health: Arc<Health>) {
 }
 
 /// Readiness: the brokers answer and the ingest topic exists, re-checked
-/// every couple of seconds.
-async fn watch_health(receiver: Arc<Receiver>, health: Arc<Health>) {
+/// every couple of seconds. A fatal producer error is sent on `fatal`:
+/// the receiver then stops (exit 1) so it is restarted with a new one.
+async fn watch_health(
+    receiver: Arc<Receiver>,
+    health: Arc<Health>,
+    fatal: tokio::sync::oneshot::Sender<String>,
+) {
     let mut tick = tokio::time::interval(METADATA_CHECK_INTERVAL);
     loop {
         tick.tick().await;
+        if let Some(error) = receiver.producer().fatal_error() {
+            tracing::error!(%error, "the kafka producer failed for good: stopping");
+            let _ = fatal.send(error);
+            return;
+        }
         let r = receiver.clone();
         let found = tokio::task::spawn_blocking(move || {
             r.producer().topic_exists(METADATA_CHECK_INTERVAL * 2)

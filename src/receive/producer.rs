@@ -122,6 +122,15 @@ impl IngestProducer {
             .any(|t| t.name() == self.topic && t.error().is_none() && !t.partitions().is_empty()))
     }
 
+    /// librdkafka's fatal error, if the producer had one (it can then
+    /// store nothing more).
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
     /// Waits for records still queued (those whose requests timed out).
     pub fn flush(&self, within: Duration) {
         let _ = self.producer.flush(Timeout::After(within));
