@@ -14,7 +14,7 @@ use rdkafka::Message;
 use support::*;
 
 /// A signed delivery: (headers, body), keyed by `id`.
-fn delivery(id: &str) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
+fn delivery(id: &str) -> Delivery {
     let body = format!(
         r#"{{"id":"{id}","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"co"}},"connection":{{"id":"dc"}}}}}}"#
     );
@@ -32,10 +32,7 @@ fn delivery(id: &str) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
 }
 
 /// Posts each delivery on its own thread and connection: the answers, in order.
-fn post_all(
-    listen: &str,
-    deliveries: &[(Vec<(String, Vec<u8>)>, Vec<u8>)],
-) -> Vec<(u16, Duration)> {
+fn post_all(listen: &str, deliveries: &[Delivery]) -> Vec<(u16, Duration)> {
     let threads: Vec<_> = deliveries
         .iter()
         .cloned()

@@ -243,6 +243,12 @@ impl HttpConn {
     }
 }
 
+/// Request headers as (name, value bytes).
+pub type HeaderList = Vec<(String, Vec<u8>)>;
+
+/// A delivery: its headers and body.
+pub type Delivery = (HeaderList, Vec<u8>);
+
 /// One signing request for tests/python/sign_webhook.py.
 #[derive(Clone, Debug)]
 pub struct Sign<'a> {
