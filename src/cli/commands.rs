@@ -178,6 +178,7 @@ async fn run_connector(settings: Settings) -> Result<RunOutcome, CliError> {
 /// `receive`: the webhook listener, with `/metrics`, `/healthz` and
 /// `/readyz` on `http.listen` as for `run`.
 async fn receive_command(settings: Settings) -> Result<receive::Drained, CliError> {
+    receive::preflight(&settings)?;
     let shutdown = shutdown_signal();
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::new()?);

@@ -1455,4 +1455,29 @@ mod tests {
         let max: usize = c.get("message.max.bytes").unwrap().parse().unwrap();
         assert!(max >= s.receive.max_body_bytes + s.receive.max_header_bytes);
     }
+
+    #[test]
+    fn the_shipped_receive_example_loads_with_its_secrets_set() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/codat-stream.receive.example.toml"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(path).unwrap().replace(
+            "/var/run/secrets/codat/webhook-secret-next",
+            &dir.path().join("next").display().to_string(),
+        );
+        std::fs::write(dir.path().join("next"), format!("{SECRET_A}\n")).unwrap();
+        let f = write_toml(&text);
+        let s = Settings::load_with_env(
+            Some(f.path()),
+            env(&[
+                ("CODAT_WEBHOOK_SECRET", SECRET_A),
+                ("CODAT_RULES_AUTHORIZATION", "Basic Y29kYXQ6c2VjcmV0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.receive.endpoints.len(), 2);
+        assert!(!s.to_masked_toml().contains("Y29kYXQ6c2VjcmV0"));
+    }
 }

@@ -57,6 +57,17 @@ pub enum ReceiveError {
     Fatal(String),
 }
 
+/// What `receive` needs beyond valid settings: a path, and a topic.
+pub fn preflight(settings: &Settings) -> Result<(), ReceiveError> {
+    if settings.receive.endpoints.is_empty() {
+        return Err(ReceiveError::NoEndpoints);
+    }
+    if settings.receive_topic().is_empty() {
+        return Err(ReceiveError::NoTopic);
+    }
+    Ok(())
+}
+
 /// How often readiness re-checks the ingest topic's metadata.
 const METADATA_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -68,12 +79,7 @@ pub async fn run(
     health: Arc<Health>,
     metrics: Arc<Metrics>,
 ) -> Result<Drained, ReceiveError> {
-    if settings.receive.endpoints.is_empty() {
-        return Err(ReceiveError::NoEndpoints);
-    }
-    if settings.receive_topic().is_empty() {
-        return Err(ReceiveError::NoTopic);
-    }
+    preflight(settings)?;
     metrics.init_receive();
     let producer = IngestProducer::new(settings, health.clone(), metrics.clone())?;
     let receiver = Arc::new(Receiver::new(settings, producer, metrics.clone()));
