@@ -101,8 +101,14 @@ fn a_burst_of_20000_deliveries_from_64_connections_each_2xx_on_the_topic_exactly
         "nearly every delivery accepted under a bounded burst: {others:?}"
     );
 
+    // Read until every accepted id is there (duplicates, if any, then show).
+    let (mut found, mut counted) = (HashSet::new(), 0);
     let records = read_topic(&broker.bootstrap(), &topic, Duration::from_secs(120), |m| {
-        m.len() >= accepted.len()
+        for r in &m[counted..] {
+            found.insert(r.key().unwrap_or_default().to_vec());
+        }
+        counted = m.len();
+        accepted.iter().all(|id| found.contains(id.as_bytes()))
     });
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in &records {
