@@ -30,8 +30,8 @@ fi
 # Confluent's own Python client decodes the connector's records in a test;
 # fastavro checks the single-object fingerprints and decodes by them.
 PY_VENV=target/python-venv
-if ! "$PY_VENV/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null; then
-    echo "== installing confluent-kafka and fastavro into $PY_VENV"
+if ! "$PY_VENV/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro, standardwebhooks, svix.webhooks" 2>/dev/null; then
+    echo "== installing confluent-kafka, fastavro, standardwebhooks and svix into $PY_VENV"
     rm -rf "$PY_VENV"
     python3 -m venv "$PY_VENV"
     "$PY_VENV/bin/pip" install -q -r tests/python/requirements.txt

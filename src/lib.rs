@@ -6,6 +6,7 @@
 //! - [`registry`]: the schema registry client and value framing;
 //! - [`ops`]: metrics, health, the HTTP endpoint;
 //! - [`kafka`]: the consume -> normalise -> produce loop;
+//! - [`receive`]: the webhook endpoint that feeds the ingest topic;
 //! - [`cli`]: what the subcommands need beyond the pipeline.
 //!
 //! The functional core is [`normalize()`]: raw body bytes, record headers and
@@ -17,6 +18,7 @@ pub mod config;
 pub mod core;
 pub mod kafka;
 pub mod ops;
+pub mod receive;
 pub mod registry;
 
 pub use crate::core::envelope::Envelope;

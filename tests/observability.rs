@@ -329,7 +329,9 @@ fn prometheus_scrapes_the_connector_and_every_dashboard_and_rule_query_returns_d
     }
 
     let mut empty = Vec::new();
-    for rule in &rules {
+    // `receive`'s rules and panels read what only `receive` exports:
+    // `receive_alerts_go_pending_and_receive_queries_return_data` checks them.
+    for rule in rules.iter().filter(|r| !is_receive_rule(r)) {
         let query = rule["query"].as_str().unwrap();
         let name = rule["name"].as_str().unwrap();
         if rule["type"] == "recording" {
@@ -345,7 +347,7 @@ fn prometheus_scrapes_the_connector_and_every_dashboard_and_rule_query_returns_d
         }
     }
     for (panel, expr) in dashboard_queries() {
-        if prometheus.query(&expr).is_empty() {
+        if !expr.contains("receive_") && prometheus.query(&expr).is_empty() {
             empty.push(format!("dashboard panel {panel:?}: {expr}"));
         }
     }
@@ -448,6 +450,12 @@ fn readiness_answers_503_while_draining_and_liveness_stays_ok() {
 }
 
 type Mock = MockCluster<'static, DefaultProducerContext>;
+
+/// Whether a rule (from Prometheus's rules API) is about `receive`.
+fn is_receive_rule(rule: &Value) -> bool {
+    let text = format!("{} {}", rule["name"], rule["query"]);
+    text.contains("receive")
+}
 
 /// Alert names in the shipped rules.
 fn alert_names() -> Vec<String> {
@@ -652,7 +660,12 @@ fn each_alert_goes_pending_when_the_binary_exports_its_condition() {
     wait_pending("CodatStreamLatencyHigh", Some(&second), &mut moved);
     moved.scrape(&second);
 
-    let alerts = alert_names();
+    // `receive`'s alerts are driven through `receive`, in
+    // `receive_alerts_go_pending_and_receive_queries_return_data`.
+    let alerts: Vec<String> = alert_names()
+        .into_iter()
+        .filter(|a| !a.starts_with("CodatStreamReceive"))
+        .collect();
     let missing: Vec<&String> = alerts.iter().filter(|a| !pending.contains(*a)).collect();
     assert!(missing.is_empty(), "alerts never pending: {missing:?}");
     let still: Vec<String> = readme_metrics()
@@ -662,5 +675,200 @@ fn each_alert_goes_pending_when_the_binary_exports_its_condition() {
     assert!(
         still.is_empty(),
         "README metrics that never left 0: {still:?}"
+    );
+}
+
+/// Metric names in README's `receive` metrics table (without the prefix).
+fn readme_receive_metrics() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = readme
+        .split("## Receiving webhooks")
+        .nth(1)
+        .unwrap()
+        .split("| metric | meaning |")
+        .nth(1)
+        .unwrap();
+    let names: Vec<String> = table
+        .lines()
+        .skip(2)
+        .map_while(|l| l.strip_prefix("| `"))
+        .map(|cell| cell.split(['`', '{']).next().unwrap().to_owned())
+        .collect();
+    assert!(names.len() >= 5, "README receive metrics: {names:?}");
+    names
+}
+
+/// `receive` scraped by a real Prometheus with the shipped rules: its two
+/// alerts go pending when the binary exports their conditions (forged
+/// deliveries; a broker that does not acknowledge), every `receive` rule
+/// and dashboard query returns data, and every metric of README's
+/// `receive` table leaves 0.
+#[test]
+fn receive_alerts_go_pending_and_receive_queries_return_data() {
+    let broker_port = free_port();
+    let mut proxy = Proxy::new(broker_port);
+    let broker = Broker::start_advertising(Storage::Memory, broker_port, proxy.port);
+    proxy.up();
+    let topic = unique("ingest").replace('-', "_");
+    broker.create_topic(&topic, 2);
+    let receiver = Receiver::start(
+        &broker.bootstrap(),
+        &topic,
+        &[
+            ("CODAT_STREAM__RECEIVE__ACK_TIMEOUT_MS", "500"),
+            ("CODAT_STREAM__RECEIVE__MAX_CONNECTIONS", "16"),
+            (
+                "CODAT_STREAM__METRICS__KAFKA_STATISTICS_INTERVAL_MS",
+                "1000",
+            ),
+        ],
+    );
+    receiver.wait_ready(Duration::from_secs(60));
+    let prometheus = Prometheus::start(&receiver.http);
+    let key = codat_stream::core::signature::SigningKey::parse(SECRET_A).unwrap();
+    let post = |id: &str, forged: bool| {
+        let body = format!(r#"{{"id":"{id}","eventType":"a.b","payload":{{}}}}"#);
+        let ts = now_secs();
+        let signed = if forged {
+            b"{}".as_slice()
+        } else {
+            body.as_bytes()
+        };
+        let sig = codat_stream::core::signature::sign(&key, id, ts, signed);
+        let headers = vec![
+            ("webhook-id".to_owned(), id.as_bytes().to_vec()),
+            ("webhook-timestamp".to_owned(), ts.to_string().into_bytes()),
+            ("webhook-signature".to_owned(), sig.into_bytes()),
+        ];
+        receiver.post(SIGNED_PATH, &headers, body.as_bytes()).0
+    };
+    // Idle connections past max_connections: some are closed for room.
+    let idle: Vec<_> = (0..40)
+        .map(|_| std::net::TcpStream::connect(&receiver.listen).unwrap())
+        .collect();
+    let mut pending = std::collections::BTreeSet::new();
+    let alerts_now = |pending: &mut std::collections::BTreeSet<String>| {
+        if let Some(v) = prometheus.api("/api/v1/alerts") {
+            for a in v["data"]["alerts"].as_array().unwrap() {
+                pending.insert(a["labels"]["alertname"].as_str().unwrap().to_owned());
+            }
+        }
+    };
+    // Each metric's highest value over the scrapes (gauges fall back to 0).
+    let mut moved = std::collections::BTreeMap::<String, f64>::new();
+    let scrape = |moved: &mut std::collections::BTreeMap<String, f64>| {
+        if let Some((200, body)) = http_get(&receiver.http, "/metrics") {
+            for (name, _, value) in Metrics::parse(&body).samples {
+                let e = moved.entry(name).or_insert(0.0);
+                *e = e.max(value);
+            }
+        }
+    };
+    let mut n = 0;
+    wait_for(
+        "CodatStreamReceiveSignatureFailures pending",
+        Duration::from_secs(120),
+        || {
+            n += 1;
+            assert_eq!(post(&format!("ok-{n}"), false), 200);
+            assert_eq!(post(&format!("forged-{n}"), true), 401);
+            scrape(&mut moved);
+            alerts_now(&mut pending);
+            pending.contains("CodatStreamReceiveSignatureFailures")
+        },
+    );
+    drop(idle);
+
+    // Every `receive` rule and panel returns data while traffic flows.
+    let mut empty = Vec::new();
+    wait_for(
+        "receive rules evaluated with data",
+        Duration::from_secs(60),
+        || {
+            n += 1;
+            post(&format!("ok-{n}"), false);
+            empty.clear();
+            let rules: Vec<Value> = prometheus
+                .api("/api/v1/rules")
+                .map(|v| {
+                    v["data"]["groups"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(|g| g["rules"].as_array().unwrap().clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for rule in rules.iter().filter(|r| is_receive_rule(r)) {
+                let name = rule["name"].as_str().unwrap();
+                let query = rule["query"].as_str().unwrap();
+                let operands = if rule["type"] == "recording" {
+                    vec![name.to_owned()]
+                } else {
+                    top_level_operands(query)
+                };
+                for operand in operands.iter().filter(|o| !is_number(o)) {
+                    if prometheus.query(operand).is_empty() {
+                        empty.push(format!("rule {name}: {operand}"));
+                    }
+                }
+            }
+            for (panel, expr) in dashboard_queries() {
+                if expr.contains("receive_") && prometheus.query(&expr).is_empty() {
+                    empty.push(format!("dashboard panel {panel:?}: {expr}"));
+                }
+            }
+            empty.is_empty()
+        },
+    );
+
+    // The broker away: 503s at the 500 ms deadline.
+    proxy.down();
+    let held = {
+        let listen = receiver.listen.clone();
+        let (headers, body) = (
+            vec![("authorization".to_owned(), LEGACY_AUTH.as_bytes().to_vec())],
+            b"{}".to_vec(),
+        );
+        // One request held in flight for its deadline, over and over.
+        std::thread::spawn(move || {
+            for _ in 0..20 {
+                let _ = HttpConn::connect(&listen).post(LEGACY_PATH, &headers, &body);
+            }
+        })
+    };
+    wait_for(
+        "CodatStreamReceiveUnavailable pending",
+        Duration::from_secs(120),
+        || {
+            n += 1;
+            assert_eq!(post(&format!("held-{n}"), false), 503);
+            scrape(&mut moved);
+            alerts_now(&mut pending);
+            pending.contains("CodatStreamReceiveUnavailable")
+        },
+    );
+    let receive_alerts: Vec<String> = alert_names()
+        .into_iter()
+        .filter(|a| a.starts_with("CodatStreamReceive"))
+        .collect();
+    assert!(receive_alerts.len() >= 2, "{receive_alerts:?}");
+    for alert in &receive_alerts {
+        assert!(pending.contains(alert), "{alert} never pending");
+    }
+    held.join().unwrap();
+    let still: Vec<String> = readme_receive_metrics()
+        .into_iter()
+        .filter(|name| {
+            let full = format!("codat_stream_{name}");
+            [full.clone(), format!("{full}_count")]
+                .iter()
+                .all(|n| moved.get(n).is_none_or(|v| *v <= 0.0))
+        })
+        .collect();
+    assert!(
+        still.is_empty(),
+        "README receive metrics that never left 0: {still:?}"
     );
 }

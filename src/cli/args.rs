@@ -23,6 +23,10 @@ pub enum Command {
     /// Consume the ingest topics and produce envelopes to per-type topics
     /// (at-least-once), rejected records to the dead-letter topic.
     Run(ConfigArgs),
+    /// Receive Codat's webhooks over HTTP: verify each delivery's signature
+    /// and produce its body unchanged to the ingest topic, answering 2xx
+    /// only once the broker acknowledged it.
+    Receive(ConfigArgs),
     /// Print the effective configuration (secrets masked), or why it is invalid.
     CheckConfig(ConfigArgs),
     /// Run the real pipeline on an in-process mock Kafka cluster fed the

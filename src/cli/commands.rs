@@ -18,6 +18,7 @@ use crate::kafka::pipeline::{self, RunOutcome};
 use crate::ops::health::{Health, now_ms};
 use crate::ops::http;
 use crate::ops::metrics::Metrics;
+use crate::receive;
 use crate::registry::client::RegistryClient;
 use crate::{IngestMeta, NormalizeOptions, normalize};
 
@@ -55,6 +56,9 @@ pub enum CliError {
     /// Metrics could not be registered.
     #[error(transparent)]
     Metrics(#[from] crate::ops::metrics::MetricsError),
+    /// `receive` could not run.
+    #[error(transparent)]
+    Receive(#[from] crate::receive::ReceiveError),
     /// The demo failed.
     #[error(transparent)]
     Demo(#[from] demo::DemoError),
@@ -104,6 +108,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(match outcome {
                 RunOutcome::Drained => ExitCode::SUCCESS,
                 RunOutcome::DrainTimedOut { .. } => ExitCode::from(1),
+            })
+        }
+        Command::Receive(args) => {
+            let settings = Settings::load(args.config.as_deref())?;
+            init_logging(&settings.log.format, &settings.log.level);
+            let drained = runtime()?.block_on(receive_command(settings))?;
+            Ok(match drained {
+                receive::Drained::Completely => ExitCode::SUCCESS,
+                receive::Drained::TimedOut => ExitCode::from(1),
             })
         }
         Command::Decode(args) => {
@@ -160,6 +173,36 @@ async fn run_connector(settings: Settings) -> Result<RunOutcome, CliError> {
         server.abort();
     }
     Ok(outcome?)
+}
+
+/// `receive`: the webhook listener, with `/metrics`, `/healthz` and
+/// `/readyz` on `http.listen` as for `run`.
+async fn receive_command(settings: Settings) -> Result<receive::Drained, CliError> {
+    receive::preflight(&settings)?;
+    let shutdown = shutdown_signal();
+    let health = Arc::new(Health::default());
+    let metrics = Arc::new(Metrics::new()?);
+    let server = if settings.http.listen.is_empty() {
+        None
+    } else {
+        let listener = http::bind(&settings.http.listen)
+            .await
+            .map_err(system(format!(
+                "cannot listen on http.listen {}",
+                settings.http.listen
+            )))?;
+        let status = http::Status {
+            health: health.clone(),
+            metrics: metrics.clone(),
+            liveness_timeout_ms: settings.http.liveness_timeout_ms,
+        };
+        Some(tokio::spawn(http::serve(listener, status)))
+    };
+    let drained = receive::run(&settings, shutdown, health, metrics).await;
+    if let Some(server) = server {
+        server.abort();
+    }
+    Ok(drained?)
 }
 
 /// `decode`: one value from a file, or records from a topic, as JSON lines.

@@ -3,6 +3,7 @@
 //! Secrets are never echoed: not by `check-config`, not in an error.
 
 mod masking;
+mod secrets;
 
 mod source;
 mod validate;
@@ -17,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::core::event_type;
 use crate::core::normalize::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SOURCE, NormalizeOptions};
 use crate::core::redact::{RedactMode, Redaction};
+use crate::core::signature::{Credentials, SigningKey, Verifier};
 
 pub use crate::core::secret::{MASK, Secret};
 pub use masking::{is_secret_key, mask_property, mask_url};
+pub use secrets::SecretRef;
 
 /// Environment variable prefix; `__` separates the prefix, sections and keys.
 pub const ENV_PREFIX: &str = "CODAT_STREAM";
@@ -68,6 +71,97 @@ pub struct Settings {
     pub schema_registry: SchemaRegistrySettings,
     /// De-duplication of events by id across Codat's retries.
     pub dedup: DedupSettings,
+    /// `codat-stream receive`: the webhook endpoint in front of the ingest topic.
+    pub receive: ReceiveSettings,
+}
+
+/// `codat-stream receive`: an HTTP endpoint Codat delivers webhooks to,
+/// producing each verified body unchanged to the ingest topic and
+/// answering 2xx only once the broker acknowledged it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiveSettings {
+    /// Address webhooks are delivered to (plain HTTP: TLS is terminated by
+    /// the ingress in front of it).
+    pub listen: String,
+    /// Topic the bodies are produced to; empty = the first of `ingest.topics`.
+    pub topic: String,
+    /// Larger bodies are answered 413 unread.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers); larger is 431.
+    pub max_header_bytes: usize,
+    /// Most request headers; more is 431.
+    pub max_headers: usize,
+    /// Time a client has to send a request head (also how long a kept-alive
+    /// connection may sit idle).
+    pub header_timeout_ms: u64,
+    /// Time a client has to send the body once the head arrived; 408 after.
+    pub body_timeout_ms: u64,
+    /// How long the broker has to acknowledge a body; 503 after, so Codat
+    /// retries (Codat waits 15 s for an answer).
+    pub ack_timeout_ms: u64,
+    /// How far `webhook-timestamp` may be from the wall clock, either way.
+    pub timestamp_tolerance_ms: u64,
+    /// Most open connections; past it the oldest connection not in the
+    /// middle of a request is closed.
+    pub max_connections: usize,
+    /// Most requests being read, verified or produced at once; more are
+    /// answered 503 at once.
+    pub max_in_flight: usize,
+    /// On SIGTERM, how long in-flight requests have to finish.
+    pub drain_timeout_ms: u64,
+    /// The paths webhooks are delivered to, by a name of your choice.
+    pub endpoints: BTreeMap<String, EndpointSettings>,
+}
+
+/// One webhook path and how its deliveries are authenticated: Standard
+/// Webhooks `secrets`, legacy `authorization` values, or (explicitly)
+/// nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointSettings {
+    /// The request path, e.g. `/webhooks/codat`.
+    pub path: String,
+    /// Standard Webhooks secrets (`whsec_...`), each `env:NAME`,
+    /// `file:/path` or the value; a signature by any one is accepted
+    /// (two while a secret is rotated).
+    pub secrets: Vec<SecretRef>,
+    /// Legacy rule webhooks: whole `Authorization` values (`Basic ...`,
+    /// `Bearer ...`), each `env:NAME`, `file:/path` or the value.
+    pub authorization: Vec<SecretRef>,
+    /// Accept deliveries with no authentication at all (refused unless set).
+    pub allow_unauthenticated: bool,
+}
+
+impl Default for ReceiveSettings {
+    fn default() -> Self {
+        ReceiveSettings {
+            listen: "0.0.0.0:8080".into(),
+            topic: String::new(),
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            ack_timeout_ms: 10_000,
+            timestamp_tolerance_ms: 300_000,
+            max_connections: 1024,
+            max_in_flight: 1024,
+            drain_timeout_ms: 20_000,
+            endpoints: BTreeMap::new(),
+        }
+    }
+}
+
+/// How one endpoint authenticates deliveries, built from its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAuth {
+    /// Standard Webhooks signatures.
+    Signatures(Verifier),
+    /// Legacy `Authorization` values.
+    Authorization(Credentials),
+    /// None (`allow_unauthenticated = true`).
+    Unauthenticated,
 }
 
 /// De-duplication by event id: an envelope whose id was already produced
@@ -175,6 +269,16 @@ pub struct NormalizeSettings {
     pub redact_mode: String,
     /// Key of the `hash` mode.
     pub redact_key: Secret,
+    /// Check Standard Webhooks signatures of ingest records (their
+    /// `webhook-*` headers kept, as `codat-stream receive` writes them);
+    /// failures are dead-lettered as `invalid_signature`.
+    pub verify_signatures: bool,
+    /// The secrets signatures are checked against, as for
+    /// `[receive.endpoints.*] secrets`.
+    pub signature_secrets: Vec<SecretRef>,
+    /// How far `webhook-timestamp` may be from the ingest record's
+    /// timestamp, either way.
+    pub signature_tolerance_ms: u64,
 }
 
 /// Flow control and shutdown.
@@ -361,6 +465,9 @@ impl Default for NormalizeSettings {
             redact: Vec::new(),
             redact_mode: "remove".into(),
             redact_key: Secret::default(),
+            verify_signatures: false,
+            signature_secrets: Vec::new(),
+            signature_tolerance_ms: 300_000,
         }
     }
 }
@@ -427,6 +534,7 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
+        let env: BTreeMap<String, String> = env.into_iter().collect();
         let defaults =
             config::Config::try_from(&Settings::default()).map_err(|e| source::load_error(&e))?;
         let mut builder = config::Config::builder().add_source(defaults);
@@ -436,13 +544,14 @@ impl Settings {
             let text = source::read_toml(path)?;
             builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
-        builder = builder.add_source(source::environment(env));
+        builder = builder.add_source(source::environment(env.clone()));
         let mut settings: Settings = builder
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| source::load_error(&e))?;
         settings.kafka.normalize_env_keys();
-        settings.validate()?;
+        let unresolved = settings.resolve_secrets(&env);
+        settings.validate_with(unresolved)?;
         Ok(settings)
     }
 
@@ -467,6 +576,88 @@ impl Settings {
         }
     }
 
+    /// Reads every [`SecretRef`] from the environment or its file; one
+    /// problem per secret that cannot be read, naming the setting.
+    fn resolve_secrets(&mut self, env: &BTreeMap<String, String>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut resolve = |setting: String, refs: &mut Vec<SecretRef>| {
+            for (i, r) in refs.iter_mut().enumerate() {
+                if let Err(why) = r.resolve(env) {
+                    problems.push(format!("{setting}[{i}]: {why}"));
+                }
+            }
+        };
+        resolve(
+            "normalize.signature_secrets".into(),
+            &mut self.normalize.signature_secrets,
+        );
+        for (name, e) in &mut self.receive.endpoints {
+            resolve(format!("receive.endpoints.{name}.secrets"), &mut e.secrets);
+            resolve(
+                format!("receive.endpoints.{name}.authorization"),
+                &mut e.authorization,
+            );
+        }
+        problems
+    }
+
+    /// The ingest topic `receive` produces to.
+    pub fn receive_topic(&self) -> &str {
+        if self.receive.topic.is_empty() {
+            self.ingest.topics.first().map_or("", String::as_str)
+        } else {
+            &self.receive.topic
+        }
+    }
+
+    /// How `endpoint` authenticates deliveries (its secrets were checked
+    /// by validation; one that does not parse is left out).
+    pub fn endpoint_auth(&self, endpoint: &EndpointSettings) -> EndpointAuth {
+        if !endpoint.secrets.is_empty() {
+            EndpointAuth::Signatures(verifier(
+                &endpoint.secrets,
+                self.receive.timestamp_tolerance_ms,
+            ))
+        } else if !endpoint.authorization.is_empty() {
+            let values: Vec<&str> = endpoint
+                .authorization
+                .iter()
+                .map(|r| r.value().expose())
+                .collect();
+            EndpointAuth::Authorization(Credentials::valid_of(&values))
+        } else {
+            EndpointAuth::Unauthenticated
+        }
+    }
+
+    /// librdkafka configuration of `receive`'s producer: acks=all,
+    /// idempotent, and, as for `run`, records never time out inside
+    /// librdkafka: a request not acknowledged within
+    /// `receive.ack_timeout_ms` is answered 503 while its record stays
+    /// queued (delivered when the broker returns: a duplicate of Codat's
+    /// retry, keyed the same). A timed-out record would make the
+    /// idempotent producer bump its epoch, which some brokers (tansu 0.6)
+    /// answer with a fatal ProducerFenced. The queue is bounded in bytes
+    /// (64 MiB, not librdkafka's 1 GiB), so an outage bounds memory: when
+    /// it is full, requests are answered 503 at their deadline.
+    pub fn receive_producer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        let largest = self.receive.max_body_bytes + self.receive.max_header_bytes + 4096;
+        c.set("message.max.bytes", largest.max(1_000_000).to_string())
+            .set("queue.buffering.max.kbytes", "65536")
+            // The partition Kafka's Java clients pick for the same key, so
+            // a receiver and any Java producer of the ingest topic agree.
+            .set("partitioner", "murmur2_random");
+        self.set_statistics_interval(&mut c);
+        apply(&mut c, &self.kafka.common);
+        apply(&mut c, &self.kafka.producer);
+        c.set("bootstrap.servers", &self.kafka.bootstrap_servers)
+            .set("message.timeout.ms", "0")
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        c
+    }
+
     /// The normaliser's options.
     pub fn normalize_options(&self) -> NormalizeOptions {
         let n = &self.normalize;
@@ -482,6 +673,9 @@ impl Settings {
                 paths: n.redact.clone(),
                 mode,
             },
+            verify: n
+                .verify_signatures
+                .then(|| verifier(&n.signature_secrets, n.signature_tolerance_ms)),
         }
     }
 
@@ -610,6 +804,15 @@ impl KafkaSettings {
                 .collect();
         }
     }
+}
+
+/// A verifier of the secrets that parse (validation refused the others).
+fn verifier(secrets: &[SecretRef], tolerance_ms: u64) -> Verifier {
+    let keys = secrets
+        .iter()
+        .filter_map(|r| SigningKey::parse(r.value().expose()).ok())
+        .collect();
+    Verifier::new(keys, tolerance_ms / 1000)
 }
 
 fn apply(c: &mut ClientConfig, props: &BTreeMap<String, String>) {
@@ -1170,5 +1373,111 @@ mod tests {
         for k in ["security.protocol", "sasl.mechanism", "ssl.ca.location"] {
             assert!(!is_secret_key(k), "{k}");
         }
+    }
+
+    const SECRET_A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    /// Issue 13: endpoints from the file and the environment, secrets by
+    /// reference, every problem named, nothing secret shown.
+    #[test]
+    fn receive_endpoints_and_their_secrets_are_validated_and_masked() {
+        let f = write_toml(
+            "[receive.endpoints.events]\npath = \"/webhooks/codat\"\n\
+             secrets = [\"env:HOOK_A\", \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n\
+             [receive.endpoints.rules]\npath = \"/webhooks/rules\"\n",
+        );
+        let s = Settings::load_with_env(
+            Some(f.path()),
+            env(&[
+                ("HOOK_A", SECRET_A),
+                (
+                    "CODAT_STREAM__RECEIVE__ENDPOINTS__RULES__AUTHORIZATION",
+                    "env:RULES_AUTH",
+                ),
+                ("RULES_AUTH", "Bearer legacy-token-value"),
+                ("CODAT_STREAM__NORMALIZE__VERIFY_SIGNATURES", "true"),
+                ("CODAT_STREAM__NORMALIZE__SIGNATURE_SECRETS", "env:HOOK_A"),
+            ]),
+        )
+        .unwrap();
+        let shown = s.to_masked_toml();
+        assert!(
+            shown.contains("env:HOOK_A") && shown.contains("env:RULES_AUTH"),
+            "{shown}"
+        );
+        for secret in ["MfKQ9r8", "legacy-token-value"] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!format!("{s:?}").contains(secret));
+        }
+        assert!(matches!(
+            s.endpoint_auth(&s.receive.endpoints["events"]),
+            EndpointAuth::Signatures(_)
+        ));
+        assert!(matches!(
+            s.endpoint_auth(&s.receive.endpoints["rules"]),
+            EndpointAuth::Authorization(_)
+        ));
+        assert!(s.normalize_options().verify.is_some());
+        assert_eq!(s.receive_topic(), "codat.webhooks.raw");
+
+        let e = load_error(
+            "[receive]\nlisten = \"nowhere\"\nack_timeout_ms = 15000\n\
+             [receive.endpoints.a]\npath = \"webhooks\"\n\
+             [receive.endpoints.b]\npath = \"/b\"\nsecrets = [\"whsec_c2hvcnQ=\", \"env:UNSET_HOOK\"]\n\
+             [receive.endpoints.c]\npath = \"/b\"\nallow_unauthenticated = true\n\
+             authorization = [\"hunter2-token\"]\n",
+            &[("CODAT_STREAM__NORMALIZE__VERIFY_SIGNATURES", "true")],
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        for needle in [
+            "receive.listen",
+            "receive.ack_timeout_ms",
+            "receive.endpoints.a.path must start with /",
+            "receive.endpoints.a must set secrets",
+            "receive.endpoints.b.secrets[0] is not a Standard Webhooks secret",
+            "receive.endpoints.b.secrets[1]: environment variable UNSET_HOOK is not set",
+            "receive.endpoints.c.path \"/b\" is used by another endpoint",
+            "receive.endpoints.c: set one of",
+            "receive.endpoints.c.authorization[0] must be a whole Authorization header value",
+            "normalize.signature_secrets must list a secret",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_receive_producer_acknowledges_with_all_replicas_and_never_times_records_out() {
+        let s = Settings::default();
+        let c = s.receive_producer_config();
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("message.timeout.ms"), Some("0"));
+        let max: usize = c.get("message.max.bytes").unwrap().parse().unwrap();
+        assert!(max >= s.receive.max_body_bytes + s.receive.max_header_bytes);
+    }
+
+    #[test]
+    fn the_shipped_receive_example_loads_with_its_secrets_set() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/codat-stream.receive.example.toml"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(path).unwrap().replace(
+            "/var/run/secrets/codat/webhook-secret-next",
+            &dir.path().join("next").display().to_string(),
+        );
+        std::fs::write(dir.path().join("next"), format!("{SECRET_A}\n")).unwrap();
+        let f = write_toml(&text);
+        let s = Settings::load_with_env(
+            Some(f.path()),
+            env(&[
+                ("CODAT_WEBHOOK_SECRET", SECRET_A),
+                ("CODAT_RULES_AUTHORIZATION", "Basic Y29kYXQ6c2VjcmV0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.receive.endpoints.len(), 2);
+        assert!(!s.to_masked_toml().contains("Y29kYXQ6c2VjcmV0"));
     }
 }

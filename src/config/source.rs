@@ -83,13 +83,26 @@ pub(super) fn environment(env: impl IntoIterator<Item = (String, String)>) -> co
         .into_iter()
         .filter(|(k, _)| k.starts_with(&prefix))
         .collect();
-    config::Environment::with_prefix(super::ENV_PREFIX)
+    // Endpoints are named by the operator, so their list keys are found
+    // in the environment: `..__RECEIVE__ENDPOINTS__<NAME>__SECRETS`.
+    let endpoint_lists: Vec<String> = env
+        .keys()
+        .filter_map(|k| k.strip_prefix(&format!("{prefix}RECEIVE__ENDPOINTS__")))
+        .filter_map(|rest| rest.rsplit_once("__"))
+        .filter(|(_, key)| ["SECRETS", "AUTHORIZATION"].contains(key))
+        .map(|(name, key)| format!("receive.endpoints.{name}.{key}").to_lowercase())
+        .collect();
+    let environment = config::Environment::with_prefix(super::ENV_PREFIX)
         .prefix_separator("__")
         .separator("__")
         .list_separator(",")
         .with_list_parse_key("ingest.topics")
         .with_list_parse_key("output.drop_headers")
         .with_list_parse_key("normalize.redact")
+        .with_list_parse_key("normalize.signature_secrets");
+    endpoint_lists
+        .iter()
+        .fold(environment, |e, key| e.with_list_parse_key(key))
         .try_parsing(true)
         .source(Some(env))
 }

@@ -8,7 +8,9 @@ use std::ops::RangeInclusive;
 use super::{
     ConfigError, MANAGED_PROPERTIES, MAX_TOPIC_LEN, MAX_TOPIC_PREFIX_LEN, Settings, is_topic_byte,
 };
+use crate::config::SecretRef;
 use crate::core::event_type;
+use crate::core::signature::{Credentials, SigningKey};
 
 /// One hour, the longest any timeout or interval may be: longer ones are
 /// typing mistakes, and unbounded ones overflow time arithmetic.
@@ -75,7 +77,13 @@ fn wide(n: usize) -> u64 {
 impl Settings {
     /// Checks ranges and cross-field rules, reporting every problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut p = Problems::default();
+        self.validate_with(Vec::new())
+    }
+
+    /// Like [`Settings::validate`], reporting `earlier` problems (secrets
+    /// that could not be read) with the rest.
+    pub(super) fn validate_with(&self, earlier: Vec<String>) -> Result<(), ConfigError> {
+        let mut p = Problems(earlier);
         check_kafka(self, &mut p);
         check_ingest(self, &mut p);
         check_output(self, &mut p);
@@ -87,6 +95,8 @@ impl Settings {
         check_formats(self, &mut p);
         check_redaction(self, &mut p);
         check_dedup(self, &mut p);
+        check_signatures(self, &mut p);
+        check_receive(self, &mut p);
         p.into_result()
     }
 }
@@ -451,4 +461,143 @@ pub(super) fn topic_problem(setting: &str, t: &str) -> Option<String> {
             "{setting}: {t:?} is not a valid topic name (1-{MAX_TOPIC_LEN} characters of [A-Za-z0-9._-])"
         )
     })
+}
+
+/// Each resolved secret must be a `whsec_` secret; an unresolved one was
+/// reported already.
+fn check_signing_secrets(setting: &str, secrets: &[SecretRef], p: &mut Problems) {
+    for (i, r) in secrets.iter().enumerate() {
+        if !r.value().is_empty()
+            && let Err(e) = SigningKey::parse(r.value().expose())
+        {
+            p.add(format!("{setting}[{i}] {e}"));
+        }
+    }
+}
+
+fn check_signatures(s: &Settings, p: &mut Problems) {
+    let n = &s.normalize;
+    check_signing_secrets("normalize.signature_secrets", &n.signature_secrets, p);
+    if n.verify_signatures && n.signature_secrets.is_empty() {
+        p.add(
+            "normalize.signature_secrets must list a secret when normalize.verify_signatures is on",
+        );
+    }
+    p.range_ms(
+        "normalize.signature_tolerance_ms",
+        n.signature_tolerance_ms,
+        1_000..=7 * 24 * HOUR_MS,
+    );
+}
+
+/// Paths a webhook endpoint may not take.
+fn path_problem(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        Some("must start with /")
+    } else if path.len() > 200 {
+        Some("must be at most 200 characters")
+    } else if !path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-~".contains(&b))
+    {
+        Some("must be made of [A-Za-z0-9/._~-] (no query string)")
+    } else {
+        None
+    }
+}
+
+fn check_receive(s: &Settings, p: &mut Problems) {
+    let r = &s.receive;
+    if r.listen.parse::<std::net::SocketAddr>().is_err() {
+        p.add(format!(
+            "receive.listen must be an address like 0.0.0.0:8080, not {:?}",
+            r.listen
+        ));
+    }
+    if !r.topic.is_empty() {
+        p.0.extend(topic_problem("receive.topic", &r.topic));
+    }
+    p.range(
+        "receive.max_body_bytes",
+        wide(r.max_body_bytes),
+        1_024..=100 * 1_048_576,
+    );
+    p.range(
+        "receive.max_header_bytes",
+        wide(r.max_header_bytes),
+        1_024..=1_048_576,
+    );
+    p.range("receive.max_headers", wide(r.max_headers), 8..=1_000);
+    p.range_ms(
+        "receive.header_timeout_ms",
+        r.header_timeout_ms,
+        100..=60_000,
+    );
+    p.range_ms("receive.body_timeout_ms", r.body_timeout_ms, 100..=60_000);
+    // Codat waits 15 s for an answer: an acknowledgement later than that
+    // would be answered to nobody.
+    p.range_ms("receive.ack_timeout_ms", r.ack_timeout_ms, 100..=14_000);
+    p.range_ms(
+        "receive.timestamp_tolerance_ms",
+        r.timestamp_tolerance_ms,
+        1_000..=HOUR_MS,
+    );
+    p.range(
+        "receive.max_connections",
+        wide(r.max_connections),
+        16..=100_000,
+    );
+    p.range("receive.max_in_flight", wide(r.max_in_flight), 1..=100_000);
+    p.range_ms(
+        "receive.drain_timeout_ms",
+        r.drain_timeout_ms,
+        1_000..=HOUR_MS,
+    );
+    let mut paths = BTreeSet::new();
+    for (name, e) in &r.endpoints {
+        let at = format!("receive.endpoints.{name}");
+        if let Some(problem) = path_problem(&e.path) {
+            p.add(format!("{at}.path {problem}"));
+        } else if !paths.insert(e.path.as_str()) {
+            p.add(format!(
+                "{at}.path {:?} is used by another endpoint",
+                e.path
+            ));
+        }
+        let methods = usize::from(!e.secrets.is_empty())
+            + usize::from(!e.authorization.is_empty())
+            + usize::from(e.allow_unauthenticated);
+        match methods {
+            1 => {}
+            0 => p.add(format!(
+                "{at} must set secrets (Standard Webhooks), authorization (legacy) or, to \
+                 accept anyone, allow_unauthenticated = true"
+            )),
+            _ => p.add(format!(
+                "{at}: set one of secrets, authorization and allow_unauthenticated"
+            )),
+        }
+        check_signing_secrets(&format!("{at}.secrets"), &e.secrets, p);
+        for (i, v) in e.authorization.iter().enumerate() {
+            if !v.value().is_empty()
+                && let Err(e) = Credentials::new(&[v.value().expose()])
+            {
+                p.add(format!("{at}.authorization[{i}] {e}"));
+            }
+        }
+    }
+    let fits = r.max_body_bytes + r.max_header_bytes;
+    let configured = [&s.kafka.producer, &s.kafka.common]
+        .iter()
+        .find_map(|props| props.get("message.max.bytes"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if !r.endpoints.is_empty()
+        && let Some(max) = configured
+        && max < fits
+    {
+        p.add(format!(
+            "kafka.producer.\"message.max.bytes\" ({max}) must hold receive.max_body_bytes \
+             plus receive.max_header_bytes ({fits})"
+        ));
+    }
 }

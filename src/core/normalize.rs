@@ -16,6 +16,7 @@ use crate::core::legacy;
 use crate::core::raw_json::{self, Kind, OutJson, RawObject};
 use crate::core::redact::Redaction;
 use crate::core::rejection::{RejectReason, Rejection};
+use crate::core::signature::Verifier;
 use crate::core::timestamp;
 use crate::core::webhook_shape;
 
@@ -44,6 +45,10 @@ pub struct NormalizeOptions {
     pub source: String,
     /// Payload paths to redact before the envelope is written (none by default).
     pub redact: Redaction,
+    /// Standard Webhooks signatures to check before anything else, with
+    /// the timestamp tolerance measured against the ingest record's
+    /// timestamp (none by default).
+    pub verify: Option<Verifier>,
 }
 
 impl Default for NormalizeOptions {
@@ -52,6 +57,7 @@ impl Default for NormalizeOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             source: DEFAULT_SOURCE.to_owned(),
             redact: Redaction::default(),
+            verify: None,
         }
     }
 }
@@ -74,6 +80,12 @@ pub struct IngestMeta<'a> {
 pub trait HeaderLookup {
     /// The value of the first header named `name` (ASCII case ignored).
     fn header(&self, name: &str) -> Option<&[u8]>;
+
+    /// How many headers are named `name` (ASCII case ignored): signature
+    /// checks refuse a header that appears twice.
+    fn count(&self, name: &str) -> usize {
+        usize::from(self.header(name).is_some())
+    }
 }
 
 /// No headers at all.
@@ -90,6 +102,12 @@ impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderLookup for [(K, V)] {
             .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_ref())
     }
+
+    fn count(&self, name: &str) -> usize {
+        self.iter()
+            .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+            .count()
+    }
 }
 
 /// Normalises one raw webhook body, then redacts its payload when
@@ -100,6 +118,18 @@ pub fn normalize<'a, H: HeaderLookup + ?Sized>(
     ingest: &IngestMeta<'a>,
     options: &'a NormalizeOptions,
 ) -> Result<Envelope<'a>, Rejection> {
+    // An unauthenticated body is not interpreted at all.
+    if let Some(verifier) = &options.verify {
+        let now_secs = ingest.timestamp_ms.div_euclid(1000);
+        verifier
+            .verify(body, headers, now_secs)
+            .map_err(|failure| {
+                Rejection::new(
+                    RejectReason::InvalidSignature,
+                    format!("{} ({})", failure.message(), failure.label()),
+                )
+            })?;
+    }
     let mut envelope = envelope_of(body, headers, ingest, options)?;
     // Without redaction the payload stays borrowed: no parse, no copy.
     if options.redact.is_active()
@@ -693,5 +723,38 @@ mod tests {
         // Repeats deeper than anything read pass through untouched.
         let env = ok(r#"{"id":"e","eventType":"a.b","payload":{"x":{"k":1,"k":2}}}"#);
         assert_eq!(env.payload, r#"{"x":{"k":1,"k":2}}"#);
+    }
+
+    /// Issue 13: with verification on, the tolerance is measured against
+    /// the ingest record's timestamp, and failures are `invalid_signature`.
+    #[test]
+    fn signatures_are_checked_against_the_ingest_timestamp() {
+        use crate::core::signature::{SigningKey, Verifier, sign};
+        let key = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let options: &'static NormalizeOptions = Box::leak(Box::new(NormalizeOptions {
+            verify: Some(Verifier::new(vec![key.clone()], 300)),
+            ..NormalizeOptions::default()
+        }));
+        let body = br#"{"id":"e1","eventType":"a.b","payload":{}}"#;
+        let at = INGEST.timestamp_ms / 1000;
+        let headers = |ts: i64, sig: String| -> Vec<(String, String)> {
+            vec![
+                ("webhook-id".into(), "msg_1".into()),
+                ("webhook-timestamp".into(), ts.to_string()),
+                ("webhook-signature".into(), sig),
+            ]
+        };
+        // Signed ten minutes before the record was written: too old,
+        // however recent the wall clock finds it.
+        for (ts, ok) in [(at - 100, true), (at + 100, true), (at - 600, false)] {
+            let h = headers(ts, sign(&key, "msg_1", ts, body));
+            let got = normalize(body, &h[..], &INGEST, options);
+            assert_eq!(got.is_ok(), ok, "{ts}: {got:?}");
+        }
+        let h = headers(at, sign(&key, "msg_1", at, b"{}"));
+        let e = normalize(body, &h[..], &INGEST, options).unwrap_err();
+        assert_eq!(e.reason, RejectReason::InvalidSignature);
+        let e = normalize(b"not json", &(), &INGEST, options).unwrap_err();
+        assert_eq!(e.reason, RejectReason::InvalidSignature, "checked first");
     }
 }

@@ -32,6 +32,10 @@ pub enum RejectReason {
     InvalidEventType,
     /// A legacy `RuleType` that matches no row of the migration table.
     UnknownLegacyRuleType,
+    /// Signature verification is on (`normalize.verify_signatures`) and the
+    /// record's Standard Webhooks signature headers are missing, ambiguous,
+    /// outside the timestamp tolerance or match no configured secret.
+    InvalidSignature,
     /// The record's value is null (a tombstone): there is no body at all.
     NullValue,
     /// The record carries a header Kafka cannot carry on the envelope (a
@@ -49,7 +53,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for metrics pre-registration and docs.
-    pub const ALL: [RejectReason; 16] = [
+    pub const ALL: [RejectReason; 17] = [
         RejectReason::BodyTooLarge,
         RejectReason::InvalidUtf8,
         RejectReason::InvalidJson,
@@ -61,6 +65,7 @@ impl RejectReason {
         RejectReason::InvalidField,
         RejectReason::InvalidEventType,
         RejectReason::UnknownLegacyRuleType,
+        RejectReason::InvalidSignature,
         RejectReason::NullValue,
         RejectReason::InvalidHeader,
         RejectReason::OutputTooLarge,
@@ -68,13 +73,15 @@ impl RejectReason {
         RejectReason::RegistryRefused,
     ];
 
-    /// Reasons the pure normaliser gives (the body itself is unusable); the
-    /// rest are the shell's, for records whose body was fine but whose
-    /// output could never be produced as is.
+    /// Reasons the pure normaliser gives because the body itself is
+    /// unusable; the rest are the shell's, for records whose body was fine
+    /// but whose output could never be produced as is, and
+    /// `invalid_signature` (the body may be fine; it is not authentic).
     pub fn is_body_reason(self) -> bool {
         !matches!(
             self,
-            RejectReason::NullValue
+            RejectReason::InvalidSignature
+                | RejectReason::NullValue
                 | RejectReason::InvalidHeader
                 | RejectReason::OutputTooLarge
                 | RejectReason::ProduceRefused
@@ -101,6 +108,7 @@ impl RejectReason {
             RejectReason::InvalidField => "invalid_field",
             RejectReason::InvalidEventType => "invalid_event_type",
             RejectReason::UnknownLegacyRuleType => "unknown_legacy_rule_type",
+            RejectReason::InvalidSignature => "invalid_signature",
             RejectReason::NullValue => "null_value",
             RejectReason::InvalidHeader => "invalid_header",
             RejectReason::OutputTooLarge => "output_too_large",

@@ -81,6 +81,13 @@ impl HeaderLookup for HeaderSlice<'_> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
             .and_then(|(_, v)| *v)
     }
+
+    fn count(&self, name: &str) -> usize {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .count()
+    }
 }
 
 /// librdkafka headers holding `pairs` byte for byte (keys need not be UTF-8).

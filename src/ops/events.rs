@@ -7,6 +7,7 @@ use std::fmt::Display;
 use tracing::{debug, error, info, warn};
 
 use crate::core::rejection::{RejectReason, excerpt};
+use crate::core::signature::SignatureFailure;
 use crate::ops::metrics::Metrics;
 
 /// Why an envelope went to the catch-all topic.
@@ -438,5 +439,164 @@ impl InternalEvent for DedupOffered {
                 );
             }
         }
+    }
+}
+
+/// How `receive` answered a webhook request: the `outcome` label of
+/// `receive_requests_total`, and the status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveOutcome {
+    /// 200: the broker acknowledged the record (`acks=all`).
+    Accepted,
+    /// 401: the signature or credentials are missing or wrong.
+    Unauthorized,
+    /// 413: the body is over `receive.max_body_bytes` (or the broker's limit).
+    TooLarge,
+    /// 400: the request or its body could not be read as HTTP.
+    Malformed,
+    /// 408: the body did not arrive within `receive.body_timeout_ms`.
+    ReadTimeout,
+    /// 405: not a POST.
+    MethodNotAllowed,
+    /// 404: no endpoint at that path.
+    NotFound,
+    /// 503: the broker did not acknowledge within `receive.ack_timeout_ms`
+    /// or refused for now; Codat retries.
+    Unavailable,
+    /// 503: `receive.max_in_flight` requests are being handled already.
+    Busy,
+}
+
+impl ReceiveOutcome {
+    /// Every outcome, for metrics pre-registration.
+    pub const ALL: [ReceiveOutcome; 9] = [
+        ReceiveOutcome::Accepted,
+        ReceiveOutcome::Unauthorized,
+        ReceiveOutcome::TooLarge,
+        ReceiveOutcome::Malformed,
+        ReceiveOutcome::ReadTimeout,
+        ReceiveOutcome::MethodNotAllowed,
+        ReceiveOutcome::NotFound,
+        ReceiveOutcome::Unavailable,
+        ReceiveOutcome::Busy,
+    ];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReceiveOutcome::Accepted => "accepted",
+            ReceiveOutcome::Unauthorized => "unauthorized",
+            ReceiveOutcome::TooLarge => "too_large",
+            ReceiveOutcome::Malformed => "malformed",
+            ReceiveOutcome::ReadTimeout => "read_timeout",
+            ReceiveOutcome::MethodNotAllowed => "method_not_allowed",
+            ReceiveOutcome::NotFound => "not_found",
+            ReceiveOutcome::Unavailable => "unavailable",
+            ReceiveOutcome::Busy => "busy",
+        }
+    }
+
+    /// The HTTP status code answered.
+    pub fn status(self) -> u16 {
+        match self {
+            ReceiveOutcome::Accepted => 200,
+            ReceiveOutcome::Unauthorized => 401,
+            ReceiveOutcome::TooLarge => 413,
+            ReceiveOutcome::Malformed => 400,
+            ReceiveOutcome::ReadTimeout => 408,
+            ReceiveOutcome::MethodNotAllowed => 405,
+            ReceiveOutcome::NotFound => 404,
+            ReceiveOutcome::Unavailable | ReceiveOutcome::Busy => 503,
+        }
+    }
+}
+
+/// A webhook request was answered.
+pub struct WebhookAnswered {
+    /// How.
+    pub outcome: ReceiveOutcome,
+    /// From its head to the answer.
+    pub seconds: f64,
+    /// Body bytes (counted when accepted).
+    pub body_bytes: usize,
+}
+
+impl InternalEvent for WebhookAnswered {
+    fn emit(self, metrics: &Metrics) {
+        metrics
+            .receive_requests
+            .with_label_values(&[self.outcome.label()])
+            .inc();
+        metrics.receive_request_duration.observe(self.seconds);
+        if self.outcome == ReceiveOutcome::Accepted {
+            metrics
+                .receive_body_bytes
+                .inc_by(u64::try_from(self.body_bytes).unwrap_or(u64::MAX));
+        }
+        debug!(
+            outcome = self.outcome.label(),
+            status = self.outcome.status(),
+            seconds = self.seconds,
+            "webhook answered"
+        );
+    }
+}
+
+/// A delivery was refused as not authentic. Logs the endpoint and the
+/// reason, never the body or a header's value.
+pub struct WebhookUnauthenticated<'a> {
+    /// Why.
+    pub reason: SignatureFailure,
+    /// The endpoint's configured name.
+    pub endpoint: &'a str,
+    /// Whether it is the first of its reason since start-up.
+    pub first_of_reason: bool,
+}
+
+impl InternalEvent for WebhookUnauthenticated<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let reason = self.reason.label();
+        metrics
+            .receive_auth_failures
+            .with_label_values(&[reason])
+            .inc();
+        let endpoint = self.endpoint;
+        if self.first_of_reason {
+            warn!(
+                reason,
+                endpoint,
+                "webhook refused 401 (first of this reason; the rest are counted in codat_stream_receive_auth_failures_total)"
+            );
+        } else {
+            debug!(reason, endpoint, "webhook refused 401");
+        }
+    }
+}
+
+/// The broker did not take a webhook in time (answered 503, Codat
+/// retries). `first` when the previous one was stored.
+pub struct WebhookNotStored<'a, E: Display> {
+    /// Why.
+    pub error: &'a E,
+    /// Whether storing just started failing.
+    pub first: bool,
+}
+
+impl<E: Display> InternalEvent for WebhookNotStored<'_, E> {
+    fn emit(self, _: &Metrics) {
+        if self.first {
+            warn!(error = %self.error, "the ingest topic is not acknowledging webhooks: answering 503 so Codat retries");
+        } else {
+            debug!(error = %self.error, "webhook not stored");
+        }
+    }
+}
+
+/// Webhooks are stored again after a failure.
+pub struct WebhooksStoredAgain;
+
+impl InternalEvent for WebhooksStoredAgain {
+    fn emit(self, _: &Metrics) {
+        info!("the ingest topic acknowledges webhooks again");
     }
 }

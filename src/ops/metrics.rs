@@ -85,6 +85,20 @@ pub struct Metrics {
     pub consumer_prefetch_bytes: IntGauge,
     /// Schema registry requests that failed (after the client's retries).
     pub schema_registry_errors: IntCounter,
+    /// `receive`: webhook requests answered, by outcome.
+    pub receive_requests: IntCounterVec,
+    /// `receive`: deliveries refused as not authentic, by reason.
+    pub receive_auth_failures: IntCounterVec,
+    /// `receive`: seconds from a request's head to its answer.
+    pub receive_request_duration: Histogram,
+    /// `receive`: body bytes acknowledged by the broker.
+    pub receive_body_bytes: IntCounter,
+    /// `receive`: requests being read, verified or produced.
+    pub receive_in_flight: IntGauge,
+    /// `receive`: open webhook connections.
+    pub receive_connections: IntGauge,
+    /// `receive`: connections closed to make room for newer ones.
+    pub receive_connections_evicted: IntCounter,
     /// Seconds since the Unix epoch when the process started.
     pub start_time: Gauge,
     /// Always 1, labelled with the version.
@@ -280,6 +294,40 @@ impl Metrics {
                 "schema_registry_errors_total",
                 "Schema registry lookups that failed after retries (producing pauses meanwhile).",
             )?,
+            receive_requests: counter_vec(
+                "receive_requests_total",
+                "Webhook requests answered by `receive`, by outcome (accepted is the only 2xx).",
+                &["outcome"],
+            )?,
+            receive_auth_failures: counter_vec(
+                "receive_auth_failures_total",
+                "Webhook deliveries refused 401 as not authentic, by reason.",
+                &["reason"],
+            )?,
+            receive_request_duration: histogram(
+                "receive_request_duration_seconds",
+                "Seconds from a webhook request's head to its answer (the broker's acknowledgement included).",
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    15.0,
+                ],
+            )?,
+            receive_body_bytes: counter(
+                "receive_body_bytes_total",
+                "Bytes of webhook bodies acknowledged by the broker.",
+            )?,
+            receive_in_flight: gauge(
+                "receive_in_flight_requests",
+                "Webhook requests being read, verified or produced.",
+            )?,
+            receive_connections: gauge(
+                "receive_connections",
+                "Open connections on the webhook listener.",
+            )?,
+            receive_connections_evicted: counter(
+                "receive_connections_evicted_total",
+                "Webhook connections closed (between requests) to make room for newer ones.",
+            )?,
             start_time,
             _build: build,
             registry,
@@ -303,6 +351,17 @@ impl Metrics {
             m.rebalances.with_label_values(&[kind]);
         }
         Ok(m)
+    }
+
+    /// Starts `receive`'s labelled series at 0 (only `receive` exports them).
+    pub fn init_receive(&self) {
+        for outcome in crate::ops::events::ReceiveOutcome::ALL {
+            self.receive_requests.with_label_values(&[outcome.label()]);
+        }
+        for reason in crate::core::signature::SignatureFailure::ALL {
+            self.receive_auth_failures
+                .with_label_values(&[reason.label()]);
+        }
     }
 
     /// Starts the per-topic series of the ingest topics at 0.

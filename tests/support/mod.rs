@@ -11,11 +11,12 @@ pub mod kafka_io;
 pub mod mock_kafka;
 pub mod prometheus;
 pub mod proxy;
+pub mod receiver;
 pub mod registry;
 
 // One flat surface for the tests; each test crate uses part of it.
 #[allow(unused_imports)]
-pub use {broker::*, connector::*, kafka_io::*, prometheus::*, proxy::*};
+pub use {broker::*, connector::*, kafka_io::*, prometheus::*, proxy::*, receiver::*};
 
 use std::net::TcpListener;
 use std::path::Path;
