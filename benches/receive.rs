@@ -16,7 +16,7 @@
 //! connections / rate` (offset per connection). Latency is measured from
 //! when a request was *due*, not when it was sent, so a server that falls
 //! behind is charged for the queueing it causes (no coordinated omission).
-//! Bodies are Codat `connection.failed` webhooks (~560 bytes) with a
+//! Bodies are the seed `connection.failed` webhook (1.3 KB) with a
 //! unique id each, signed beforehand (Standard Webhooks, one secret).
 //!
 //! The contenders: `codat-stream receive` (release) producing each body to
