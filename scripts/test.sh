@@ -28,7 +28,8 @@ if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
 fi
 
 # Confluent's own Python client decodes the connector's records in a test;
-# fastavro checks the single-object fingerprints and decodes by them.
+# fastavro checks the single-object fingerprints and decodes by them;
+# standardwebhooks and svix sign the webhooks the receive tests send.
 PY_VENV=target/python-venv
 if ! "$PY_VENV/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro, standardwebhooks, svix.webhooks" 2>/dev/null; then
     echo "== installing confluent-kafka, fastavro, standardwebhooks and svix into $PY_VENV"
