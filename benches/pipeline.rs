@@ -1214,6 +1214,55 @@ fn fresh_tansu(
     (broker, took.as_secs_f64())
 }
 
+/// The connector's other modes, each measured on the mock cluster against
+/// its at-least-once run: de-duplication on (every id new: the window and
+/// changelog cost, nothing suppressed), and exactly-once (transactions of
+/// the default size; the mock cluster speaks the transaction protocol, so
+/// every coordinator round trip is paid, though it stores no transactional
+/// offsets). Measured to the last acknowledgement, as the other runs.
+const MODES: &[(&str, &[(&str, &str)])] = &[
+    ("dedup", &[("CODAT_STREAM__DEDUP__ENABLED", "true")]),
+    (
+        "exactly-once",
+        &[("CODAT_STREAM__DELIVERY__GUARANTEE", "exactly-once")],
+    ),
+];
+
+/// One mode's drain on a fresh mock cluster (its changelog made there,
+/// as wide as the ingest topic).
+fn mode_drain(
+    backlog: &Backlog<'_>,
+    n: usize,
+    dir: &Path,
+    label: &str,
+    extra: &[(&str, &str)],
+) -> Run {
+    let names = Names::new();
+    let outputs = route_table(backlog, &names, dir).all_topics(&names);
+    let changelog = format!("{}.dedup", names.group);
+    let mut topics: Vec<(&str, i32)> = vec![
+        (names.ingest.as_str(), MOCK_PARTITIONS),
+        (changelog.as_str(), MOCK_PARTITIONS),
+    ];
+    topics.extend(outputs.iter().map(|t| (t.as_str(), OUTPUT_PARTITIONS)));
+    let cluster = MockKafka::start(1, &topics);
+    let load_secs = load(&cluster.bootstrap(), &names.ingest, backlog, n).as_secs_f64();
+    let mut env = vec![("CODAT_STREAM__TOPICS__CREATE", "false")];
+    env.extend_from_slice(extra);
+    let mut run = drain(
+        &format!("mock: codat-stream {label}"),
+        &cluster.bootstrap(),
+        &names,
+        n,
+        &env,
+        Some(cluster.pid()),
+        false,
+    );
+    run.load_secs = load_secs;
+    eprintln!("  {:.0}/s", run.rate());
+    run
+}
+
 /// A fresh mock cluster (own process) with its ingest topic holding the
 /// first `n` records of the backlog, and `outputs` created.
 fn fresh_mock(
@@ -1382,7 +1431,15 @@ fn main() {
         );
         c.load_secs = load_secs;
         eprintln!("  {:.0}/s", c.rate());
-        (f, c)
+        drop(cluster);
+        let modes = MODES
+            .iter()
+            .map(|(label, extra)| {
+                eprintln!("mock cluster: connector {label}, {mock_events} events...");
+                mode_drain(&backlog, mock_events, dir.path(), label, extra)
+            })
+            .collect::<Vec<_>>();
+        (f, c, modes)
     });
 
     let mut latencies = Vec::new();
@@ -1418,9 +1475,12 @@ fn main() {
     row(&one_topic, Some(&fan_out));
     row(&fan_out, None);
     row(&connector, Some(&fan_out));
-    if let Some((f, c)) = &mock {
+    if let Some((f, c, modes)) = &mock {
         row(f, None);
         row(c, Some(f));
+        for m in modes {
+            row(m, Some(f));
+        }
     }
     println!();
     let broker_cpu = |r: &Run| {
@@ -1429,13 +1489,24 @@ fn main() {
         })
     };
     print!("Broker CPU-µs/event over each drain:");
-    for r in [&one_topic, &fan_out, &connector]
-        .into_iter()
-        .chain(mock.iter().flat_map(|(f, c)| [f, c]))
-    {
+    for r in [&one_topic, &fan_out, &connector].into_iter().chain(
+        mock.iter()
+            .flat_map(|(f, c, m)| [f, c].into_iter().chain(m)),
+    ) {
         print!(" {} {};", r.label, broker_cpu(r));
     }
     println!();
+    if let Some((_, c, modes)) = &mock {
+        for m in modes {
+            println!(
+                "{} vs mock: codat-stream (at-least-once, same run): {:.2}x events/s, {:.2}x CPU-µs/event ({:+.1} µs).",
+                m.label,
+                m.rate() / c.rate(),
+                m.cpu_us() / c.cpu_us(),
+                m.cpu_us() - c.cpu_us()
+            );
+        }
+    }
     println!(
         "Connector outputs counted: {} of {}.",
         connector.counted.map_or("-".to_owned(), |c| c.to_string()),
@@ -1483,12 +1554,16 @@ fn main() {
             "connector_outputs_equal_inputs": connector.counted == Some(a.events),
         "connector_outputs_note": "N plus at most one nudge record per ingest partition when tansu's trailing watermark hid a last batch",
         },
-        "mock_cluster": mock.as_ref().map(|(f, c)| json!({
+        "mock_cluster": mock.as_ref().map(|(f, c, modes)| json!({
             "events": mock_events,
             "partitions": MOCK_PARTITIONS,
             "fan_out_floor": f.json(),
             "connector": c.json(),
             "connector_vs_fan_out_floor": c.versus(f),
+            "modes": modes.iter().map(|m| json!({
+                "run": m.json(),
+                "vs_at_least_once": m.versus(c),
+            })).collect::<Vec<_>>(),
         })),
         "steady": latencies.iter().map(|l| json!({
             "rate": l.rate, "sent": l.sent, "received": l.received,

@@ -250,3 +250,45 @@ fn several_errors_are_reported_together() {
         assert!(out.contains(needle), "{needle}: {out}");
     }
 }
+
+/// Hostile `[delivery]` values: each is named, together, and the bad
+/// transactional id is not echoed.
+#[test]
+fn hostile_delivery_settings_are_each_refused_by_name() {
+    let long_id = "x".repeat(300);
+    let toml = format!(
+        "[delivery]\nguarantee = \"exactly-twice\"\ntransaction_max_records = 0\n\
+         transaction_max_ms = 40000\ntransaction_timeout_ms = 60000\n\
+         transactional_id = \"{long_id}\"\n"
+    );
+    let (code, out) = check_toml(&toml, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    for setting in [
+        "delivery.guarantee must be",
+        "delivery.transaction_max_records must be between 1 and 1000000",
+        "delivery.transaction_max_ms must be at most half",
+        "delivery.transactional_id must be at most 249",
+    ] {
+        assert!(out.contains(setting), "{setting}: {out}");
+    }
+    assert!(!out.contains(&long_id), "the id is not echoed: {out}");
+    let (code, out) = check_toml(
+        "[delivery]\ntransactional_id = \"a b\\u0007\"\n",
+        &[(
+            "CODAT_STREAM__DELIVERY__TRANSACTION_TIMEOUT_MS",
+            "18446744073709551615",
+        )],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("delivery.transactional_id"), "{out}");
+    assert!(
+        out.contains("delivery.transaction_timeout_ms must be between"),
+        "{out}"
+    );
+    let (code, out) = check_toml("[delivery]\nguarantee = \"exactly-once\"\n", &[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "exactly-once with its defaults is valid: {out}"
+    );
+}

@@ -115,16 +115,34 @@ const RETRY_DELAYS: [i64; 8] = [
 /// case: two. A copy after the window: produced again.
 #[test]
 fn codat_retries_are_one_envelope_across_a_restart_and_the_window_ends() {
+    retries_scenario(&[], false);
+}
+
+/// The same in exactly-once mode: the changelog records are written in
+/// the envelopes' transactions and restored `read_committed`.
+#[test]
+fn codat_retries_are_one_envelope_in_exactly_once_mode_too() {
+    retries_scenario(
+        &[
+            ("CODAT_STREAM__DELIVERY__GUARANTEE", "exactly-once"),
+            ("CODAT_STREAM__DELIVERY__TRANSACTIONAL_ID", "dedup-eos"),
+        ],
+        true,
+    );
+}
+
+fn retries_scenario(extra_env: &[(&str, &str)], transactional: bool) {
     let mock: Mock = MockCluster::new(1).unwrap();
     let bootstrap = mock.bootstrap_servers();
     let names = Names::new();
     let changelog = format!("{}.dedup", names.group);
     mock.create_topic(&names.ingest, 3, 1).unwrap();
     mock.create_topic(&changelog, 3, 1).unwrap();
-    let env = [
+    let mut env = vec![
         ("CODAT_STREAM__TOPICS__CREATE", "false"),
         ("CODAT_STREAM__DEDUP__ENABLED", "true"),
     ];
+    env.extend_from_slice(extra_env);
     let mut at = BASE;
     let mut copies = Vec::new();
     for delay in RETRY_DELAYS {
@@ -157,6 +175,11 @@ fn codat_retries_are_one_envelope_across_a_restart_and_the_window_ends() {
     let mut c = c;
     c.sigterm();
     assert!(c.wait_exit(Duration::from_secs(30)).success());
+    if transactional {
+        // The mock cluster answers TxnOffsetCommit without storing the
+        // offsets: commit what the transactions committed, the ends.
+        commit_ends(&bootstrap, &names, 3);
+    }
 
     // Second run, restored from the changelog: copies 5-8, the event body
     // of evt-B, EVT-C, and a copy of evt-A a week after the first.
@@ -223,4 +246,48 @@ fn without_dedup_every_copy_is_produced() {
     );
     let ids = envelope_ids(&bootstrap, &names, 3);
     assert_eq!(ids.get("evt-A"), Some(&3));
+}
+
+/// Commits the ingest topic's end offsets for the group.
+fn commit_ends(bootstrap: &str, names: &Names, partitions: i32) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let ends: Vec<(i32, i64)> = (0..partitions)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(&names.ingest, p, Duration::from_secs(10))
+                .unwrap();
+            (p, high)
+        })
+        .collect();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for (p, o) in &ends {
+        tpl.add_partition_offset(&names.ingest, *p, rdkafka::Offset::Offset(*o))
+            .unwrap();
+    }
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &names.group)
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    // As a member of the group (the mock refuses a commit from outside it).
+    member.subscribe(&[names.ingest.as_str()]).unwrap();
+    wait_for("the probe assigned", Duration::from_secs(60), || {
+        let _ = member.poll(Duration::from_millis(50));
+        member.assignment().is_ok_and(|a| a.count() > 0)
+    });
+    member
+        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    // Leave, so the next connector is given every partition at once.
+    member.unsubscribe();
+    wait_for("the probe left", Duration::from_secs(30), || {
+        let _ = member.poll(Duration::from_millis(50));
+        member.assignment().is_ok_and(|a| a.count() == 0)
+    });
 }

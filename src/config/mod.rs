@@ -73,6 +73,39 @@ pub struct Settings {
     pub dedup: DedupSettings,
     /// `codat-stream receive`: the webhook endpoint in front of the ingest topic.
     pub receive: ReceiveSettings,
+    /// The delivery guarantee: at-least-once, or exactly-once (transactions).
+    pub delivery: DeliverySettings,
+}
+
+/// The delivery guarantee (README, "Delivery guarantee").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// `at-least-once` (the default) or `exactly-once`: outputs and input
+    /// offsets committed in one Kafka transaction; read the output topics
+    /// with `isolation.level = read_committed`.
+    pub guarantee: String,
+    /// Exactly-once: most records per transaction.
+    pub transaction_max_records: usize,
+    /// Exactly-once: longest a transaction stays open (the added latency).
+    pub transaction_max_ms: u64,
+    /// Exactly-once: the producer's `transactional.id`; empty =
+    /// `<group_id>-<hostname>`. Keep it stable per instance (a restarted
+    /// instance then fences its predecessor at once) and unique across
+    /// instances.
+    pub transactional_id: String,
+    /// Exactly-once: the broker aborts a transaction open longer than this.
+    pub transaction_timeout_ms: u64,
+}
+
+/// The delivery guarantee, typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Outputs acknowledged before offsets are committed; duplicates after
+    /// a crash or rebalance.
+    AtLeastOnce,
+    /// Outputs and offsets in one transaction.
+    ExactlyOnce,
 }
 
 /// `codat-stream receive`: an HTTP endpoint Codat delivers webhooks to,
@@ -472,6 +505,18 @@ impl Default for NormalizeSettings {
     }
 }
 
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            guarantee: "at-least-once".to_owned(),
+            transaction_max_records: 1_000,
+            transaction_max_ms: 100,
+            transactional_id: String::new(),
+            transaction_timeout_ms: 60_000,
+        }
+    }
+}
+
 impl Default for DedupSettings {
     fn default() -> Self {
         DedupSettings {
@@ -679,6 +724,28 @@ impl Settings {
         }
     }
 
+    /// The delivery guarantee (validated: anything else is refused at load).
+    pub fn guarantee(&self) -> Guarantee {
+        match self.delivery.guarantee.as_str() {
+            "exactly-once" => Guarantee::ExactlyOnce,
+            _ => Guarantee::AtLeastOnce,
+        }
+    }
+
+    /// The producer's `transactional.id` in exactly-once mode.
+    pub fn transactional_id(&self) -> String {
+        if !self.delivery.transactional_id.is_empty() {
+            return self.delivery.transactional_id.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|| "codat-stream".to_owned());
+        format!("{}-{host}", self.ingest.group_id)
+    }
+
     /// The de-duplication changelog topic's name.
     pub fn dedup_changelog_topic(&self) -> String {
         if self.dedup.changelog_topic.is_empty() {
@@ -709,6 +776,12 @@ impl Settings {
             .set("group.id", &self.ingest.group_id)
             // Offsets are stored only once the output is acknowledged.
             .set("enable.auto.offset.store", "false");
+        if self.guarantee() == Guarantee::ExactlyOnce {
+            // Offsets are committed inside each transaction, never apart;
+            // and only committed transactions' records are read.
+            c.set("enable.auto.commit", "false")
+                .set("isolation.level", "read_committed");
+        }
         c
     }
 
@@ -727,6 +800,16 @@ impl Settings {
         c.set("bootstrap.servers", &self.kafka.bootstrap_servers)
             .set("enable.idempotence", "true")
             .set("acks", "all");
+        if self.guarantee() == Guarantee::ExactlyOnce {
+            let timeout = self.delivery.transaction_timeout_ms;
+            // A message may not outlive its transaction.
+            c.set("transactional.id", self.transactional_id())
+                .set("transaction.timeout.ms", timeout.to_string())
+                .set(
+                    "message.timeout.ms",
+                    timeout.saturating_sub(5_000).to_string(),
+                );
+        }
         c
     }
 

@@ -97,6 +97,7 @@ impl Settings {
         check_dedup(self, &mut p);
         check_signatures(self, &mut p);
         check_receive(self, &mut p);
+        check_delivery(self, &mut p);
         p.into_result()
     }
 }
@@ -280,6 +281,42 @@ fn check_redaction(s: &Settings, p: &mut Problems) {
         }
         "hash" => {}
         _ => p.add("normalize.redact_mode must be \"remove\" or \"hash\""),
+    }
+}
+
+fn check_delivery(s: &Settings, p: &mut Problems) {
+    let d = &s.delivery;
+    match d.guarantee.as_str() {
+        "at-least-once" | "exactly-once" => {}
+        _ => p.add("delivery.guarantee must be \"at-least-once\" or \"exactly-once\""),
+    }
+    p.range(
+        "delivery.transaction_max_records",
+        wide(d.transaction_max_records),
+        1..=1_000_000,
+    );
+    p.range_ms(
+        "delivery.transaction_max_ms",
+        d.transaction_max_ms,
+        10..=60_000,
+    );
+    p.range_ms(
+        "delivery.transaction_timeout_ms",
+        d.transaction_timeout_ms,
+        10_000..=900_000,
+    );
+    if d.transaction_max_ms.saturating_mul(2) > d.transaction_timeout_ms {
+        p.add(
+            "delivery.transaction_max_ms must be at most half of delivery.transaction_timeout_ms",
+        );
+    }
+    let id = &d.transactional_id;
+    // Kafka takes any string; a readable bounded one keeps logs and the
+    // coordinator's state sane. The value is not secret, but not echoed.
+    if id.chars().count() > 249 || id.chars().any(|c| !c.is_ascii_graphic()) {
+        p.add(
+            "delivery.transactional_id must be at most 249 printable ASCII characters, no spaces",
+        );
     }
 }
 

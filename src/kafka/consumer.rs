@@ -30,6 +30,8 @@ pub struct IngestContext {
     /// Assignment changes since the loop last took them (kept only when
     /// the loop asked: de-duplication restores state on assignment).
     changes: Option<Mutex<AssignmentChanges>>,
+    /// Exactly-once: offsets are committed only inside transactions.
+    transactional: bool,
 }
 
 /// Partitions assigned and revoked since the loop last looked.
@@ -103,7 +105,9 @@ impl ConsumerContext for IngestContext {
                 // Commit what is acknowledged before the partitions go; what
                 // is still in flight is abandoned uncommitted, so the next
                 // owner re-reads it (at-least-once).
-                commit_stored(consumer, "revoke");
+                if !self.transactional {
+                    commit_stored(consumer, "revoke");
+                }
                 self.note_change(tpl, false);
                 let mut tracker = self.tracker();
                 for e in tpl.elements() {
@@ -180,7 +184,14 @@ impl IngestContext {
             metrics,
             topic_names: Mutex::new(HashMap::new()),
             changes: None,
+            transactional: false,
         }
+    }
+
+    /// Exactly-once: no commit outside a transaction (not on revoke either).
+    pub fn transactional(mut self) -> Self {
+        self.transactional = true;
+        self
     }
 
     /// Keeps assignment changes for [`IngestContext::take_changes`].

@@ -50,7 +50,14 @@ impl Dedup {
             max_ids: settings.dedup.max_ids,
             changelog: settings.dedup_changelog_topic(),
             windows: HashMap::new(),
-            restorer: settings.inspect_consumer_config(&group).create()?,
+            restorer: settings
+                .inspect_consumer_config(&group)
+                // Only committed ids (exactly-once writes the changelog in
+                // transactions); the end is told by an EOF event, since
+                // commit markers take the last offsets.
+                .set("isolation.level", "read_committed")
+                .set("enable.partition.eof", "true")
+                .create()?,
         })
     }
 
@@ -81,6 +88,11 @@ impl Dedup {
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The partitions with a window.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.windows.keys().cloned().collect()
     }
 
     /// Forgets a partition that is no longer ours.
@@ -126,7 +138,14 @@ impl Dedup {
             let Some(polled) = self.restorer.poll(Duration::from_millis(100)) else {
                 continue;
             };
-            let message = polled?;
+            let message = match polled {
+                Ok(message) => message,
+                Err(KafkaError::PartitionEOF(p)) => {
+                    targets.remove(&p);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             restored.records += 1;
             if let Some((digest, at, topic)) = parse(message.key(), message.payload()) {
                 let partition: Partition = (topic.into(), message.partition());

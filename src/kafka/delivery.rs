@@ -428,6 +428,35 @@ impl<T> Deliveries<T> {
         self.producer.send(record).is_ok()
     }
 
+    /// The producer, for transactions.
+    pub fn producer(&self) -> &BaseProducer<OutputContext> {
+        &self.producer
+    }
+
+    /// Whether a record is being re-sent after a failure.
+    pub fn failing(&self) -> bool {
+        self.pending.values().any(|p| p.retry.failing)
+    }
+
+    /// Forgets every record in flight (an aborted transaction: librdkafka
+    /// purged them; their inputs are consumed again after the rewind).
+    pub fn discard_all(&mut self) {
+        let slots: Vec<usize> = self.pending.keys().copied().collect();
+        for slot in slots {
+            self.remove(slot);
+        }
+        self.resend_at.clear();
+        self.refused_at_send.clear();
+        // Purge reports of the aborted records: their slots are gone.
+        self.producer.poll(Duration::ZERO);
+        self.producer
+            .context()
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// When the next re-send is due, if any.
     pub fn next_resend(&self) -> Option<Instant> {
         self.resend_at.peek().map(|Reverse((at, _))| *at)

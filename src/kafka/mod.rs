@@ -12,3 +12,4 @@ pub mod processor;
 pub mod record_headers;
 pub mod routing;
 pub mod topics;
+pub mod transaction;

@@ -92,6 +92,14 @@ impl OffsetTracker {
         }
     }
 
+    /// Forgets every partition's in-flight records (an aborted transaction).
+    pub fn revoke_all(&mut self) {
+        let partitions: Vec<Partition> = self.tracks.keys().cloned().collect();
+        for partition in &partitions {
+            self.revoked(partition);
+        }
+    }
+
     /// Records consumed and not yet acknowledged, over all partitions.
     pub fn in_flight(&self) -> usize {
         self.in_flight

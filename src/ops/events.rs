@@ -600,3 +600,33 @@ impl InternalEvent for WebhooksStoredAgain {
         info!("the ingest topic acknowledges webhooks again");
     }
 }
+/// An exactly-once transaction was committed.
+pub struct TransactionCommitted {
+    /// Input records it covered.
+    pub records: usize,
+}
+
+impl InternalEvent for TransactionCommitted {
+    fn emit(self, metrics: &Metrics) {
+        metrics.transactions.with_label_values(&["committed"]).inc();
+        metrics.transaction_records.inc_by(self.records as u64);
+        debug!(records = self.records, "transaction committed");
+    }
+}
+
+/// An exactly-once transaction was aborted; the consumer rewinds to the
+/// committed offsets and its records are processed again.
+pub struct TransactionAborted<'a> {
+    /// Why.
+    pub why: &'a str,
+}
+
+impl InternalEvent for TransactionAborted<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.transactions.with_label_values(&["aborted"]).inc();
+        warn!(
+            why = self.why,
+            "transaction aborted: rewinding to the committed offsets"
+        );
+    }
+}

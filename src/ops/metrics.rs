@@ -43,6 +43,10 @@ pub struct Metrics {
     pub catch_all_routed: IntCounterVec,
     /// Copies of events already produced within the window, by shape.
     pub duplicates_suppressed: IntCounterVec,
+    /// Exactly-once transactions, by outcome (committed, aborted).
+    pub transactions: IntCounterVec,
+    /// Input records covered by committed transactions.
+    pub transaction_records: IntCounter,
     /// Ids in the de-duplication windows.
     pub dedup_ids: IntGauge,
     /// New ids not remembered because the windows were full.
@@ -212,6 +216,15 @@ impl Metrics {
                 "Copies of events already produced within the de-duplication window, not produced again, by the suppressed copy's shape.",
                 &["shape"],
             )?,
+            transactions: counter_vec(
+                "transactions_total",
+                "Exactly-once transactions, by outcome (committed, aborted).",
+                &["outcome"],
+            )?,
+            transaction_records: counter(
+                "transaction_records_total",
+                "Input records whose outputs and offsets were committed in a transaction (exactly-once).",
+            )?,
             dedup_ids: gauge("dedup_ids", "Event ids in the de-duplication windows.")?,
             dedup_not_remembered: counter(
                 "dedup_not_remembered_total",
@@ -344,6 +357,9 @@ impl Metrics {
             crate::ops::events::CatchAllReason::ALL.map(crate::ops::events::CatchAllReason::label)
         {
             m.catch_all_routed.with_label_values(&[cause]);
+        }
+        for outcome in ["committed", "aborted"] {
+            m.transactions.with_label_values(&[outcome]);
         }
         for kind in
             crate::ops::events::RebalanceKind::ALL.map(crate::ops::events::RebalanceKind::label)

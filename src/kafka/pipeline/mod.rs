@@ -9,6 +9,10 @@
 //! [`crate::kafka::processor`]: a permanent failure becomes a dead letter, a
 //! transient one holds the record (and its partition) while it is retried.
 //!
+//! Exactly-once (`delivery.guarantee`): the same loop, with the outputs,
+//! changelog records and committable offsets going into a transaction that
+//! [`transactional`] commits or aborts and rewinds.
+//!
 //! One OS thread (`codat-hot`) does the whole hot path: it polls the
 //! consumer in batches, registers each record's ticket at poll, normalises,
 //! encodes and sends, polls the producer inline (delivery reports on the
@@ -40,7 +44,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use tracing::{debug, info, warn};
 
-use crate::config::Settings;
+use crate::config::{Guarantee, Settings};
+use crate::core::dedup::IdDigest;
 use crate::core::envelope::Shape;
 use crate::core::normalize::IngestMeta;
 use crate::kafka::consumer::{IngestContext, commit_stored};
@@ -52,10 +57,13 @@ use crate::kafka::processor::{
     Delivered, OutputKind, Prepared, Processor, ProcessorError, StartError, Step, shape_label,
 };
 use crate::kafka::record_headers::InHeaders;
+use crate::kafka::transaction::Transactions;
 use crate::ops::events::{DedupRestoreFailed, DedupRestored, DuplicateSuppressed, InternalEvent};
 use crate::ops::health::{Health, now_ms};
 use crate::ops::metrics::Metrics;
 use crate::registry::value_format;
+
+mod transactional;
 
 /// The hot thread's name (liveness tests find it by this name).
 pub const HOT_THREAD: &str = "codat-hot";
@@ -68,6 +76,10 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 const ACK_WAIT: Duration = Duration::from_millis(5);
 /// How often the consumer is polled while a record waits on purpose.
 const KEEP_ALIVE: Duration = Duration::from_millis(100);
+/// Exactly-once: longest wait for a transaction's outputs before aborting.
+const TXN_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Exactly-once: bound on reading the committed offsets to rewind to.
+const REWIND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes kept from the consumer while a record waits, before pausing.
 const DEFER_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// How long without room (or a record waiting) before the partitions are
@@ -157,6 +169,10 @@ async fn run_here(
         info!("shutdown requested during start-up");
         return Ok(RunOutcome::Drained);
     }
+    let txn = match settings.guarantee() {
+        Guarantee::ExactlyOnce => Some(transactional::init(&settings, &deliveries, &stop)?),
+        Guarantee::AtLeastOnce => None,
+    };
     subscribe(&settings, &consumer, &health)?;
     let mut hot = Hot {
         processor: &mut processor,
@@ -169,10 +185,14 @@ async fn run_here(
             &metrics,
         ),
     };
+    hot.io.txn = txn;
     let drain_timeout = Duration::from_millis(settings.pipeline.drain_timeout_ms);
-    let abandoned = hot.run_loop(&stop, drain_timeout, &shutdown).await;
+    let abandoned = hot.run_loop(&stop, drain_timeout, &shutdown).await?;
     drop(hot);
-    finish(&consumer, &deliveries, &health, abandoned)
+    if settings.guarantee() == Guarantee::AtLeastOnce {
+        commit_stored(&consumer, "shutdown");
+    }
+    finish(&deliveries, &health, abandoned)
 }
 
 /// The ingest consumer and the output producer (makes no network call).
@@ -183,9 +203,14 @@ fn clients(
     metrics: &Arc<Metrics>,
 ) -> Result<(BaseConsumer<IngestContext>, Deliveries<Delivered>), PipelineError> {
     let mut context = IngestContext::new(tracker.clone(), health.clone(), metrics.clone());
-    if settings.dedup.enabled {
-        // Windows are restored on assignment, before a partition's first record.
+    let exactly_once = settings.guarantee() == Guarantee::ExactlyOnce;
+    if settings.dedup.enabled || exactly_once {
+        // Windows are restored on assignment, before a partition's first
+        // record; a revoke aborts the open transaction.
         context = context.tracking_assignment();
+    }
+    if exactly_once {
+        context = context.transactional();
     }
     let consumer = settings.consumer_config().create_with_context(context)?;
     let deliveries = Deliveries::new(
@@ -220,14 +245,12 @@ fn subscribe(
     Ok(())
 }
 
-/// Commits, flushes and says how the run ended.
+/// Flushes and says how the run ended.
 fn finish(
-    consumer: &BaseConsumer<IngestContext>,
     deliveries: &Deliveries<Delivered>,
     health: &Health,
     abandoned: usize,
 ) -> Result<RunOutcome, PipelineError> {
-    commit_stored(consumer, "shutdown");
     if let Err(e) = deliveries.flush(Duration::from_secs(5)) {
         debug!(error = %e, "producer flush at exit");
     }
@@ -286,6 +309,8 @@ struct Io<'r> {
     topic_counters: HashMap<String, TopicCounters>,
     /// The de-duplication changelog, when de-duplication is on.
     changelog: Option<String>,
+    /// Exactly-once: the transaction outputs and offsets go into.
+    txn: Option<Transactions>,
 }
 
 impl Hot<'_, '_> {
@@ -295,7 +320,7 @@ impl Hot<'_, '_> {
         stop: &AtomicBool,
         drain_timeout: Duration,
         shutdown: &F,
-    ) -> usize {
+    ) -> Result<usize, PipelineError> {
         let mut drain_deadline: Option<Instant> = None;
         loop {
             self.io.health.beat();
@@ -313,10 +338,13 @@ impl Hot<'_, '_> {
             }
             if let Some(deadline) = drain_deadline {
                 if self.io.deliveries.is_empty() {
-                    return 0;
+                    self.end_transaction(shutdown).await?;
+                    return Ok(0);
                 }
                 if Instant::now() >= deadline {
-                    return self.io.deliveries.len();
+                    let abandoned = self.io.deliveries.len();
+                    self.abort_and_rewind("the drain timeout passed")?;
+                    return Ok(abandoned);
                 }
             }
             let consumed = match drain_deadline {
@@ -330,6 +358,9 @@ impl Hot<'_, '_> {
             };
             self.io.deliveries.poll(wait, &mut self.io.outcomes);
             self.settle_all(shutdown).await;
+            if self.io.txn.as_ref().is_some_and(Transactions::due) {
+                self.end_transaction(shutdown).await?;
+            }
             if consumed == 0 && self.io.deliveries.is_empty() && drain_deadline.is_none() {
                 self.idle(shutdown).await;
             }
@@ -380,7 +411,14 @@ impl Hot<'_, '_> {
         shutdown: &F,
     ) {
         let consumed_at = Instant::now();
-        self.sync_assignment();
+        if self.sync_assignment() && self.io.txn.as_ref().is_some_and(Transactions::is_open) {
+            // Revoked mid-transaction: abort it and rewind; this record is
+            // fetched again from the committed offset.
+            if let Err(e) = self.abort_and_rewind("partitions were revoked") {
+                warn!(error = %e, "cannot abort the transaction");
+            }
+            return;
+        }
         let ticket = self.io.register(message);
         let headers = InHeaders::of(message);
         let input = Input {
@@ -400,6 +438,11 @@ impl Hot<'_, '_> {
         consumed_at: Instant,
         shutdown: &F,
     ) {
+        if let Some(prepared) = self.io.txn.as_mut().and_then(|t| t.replacement(&ticket)) {
+            // Refused for good in an aborted transaction: its replacement.
+            self.io.send(prepared, ticket, consumed_at);
+            return;
+        }
         let step = self
             .io
             .drive(self.processor.process_step(input, shutdown))
@@ -417,18 +460,25 @@ impl Hot<'_, '_> {
     /// partitions forgotten, assigned ones restored from the changelog
     /// before their first record is processed (this runs first thing for
     /// every consumed record; changes are noted only with de-duplication on).
-    fn sync_assignment(&mut self) {
+    /// Returns whether partitions were revoked.
+    fn sync_assignment(&mut self) -> bool {
         let Some(changes) = self.io.consumer.context().take_changes() else {
-            return;
+            return false;
         };
+        let revoked = !changes.revoked.is_empty();
+        if let Some(txn) = self.io.txn.as_mut() {
+            for partition in &changes.revoked {
+                txn.revoked(partition);
+            }
+        }
         let Some(dedup) = self.processor.dedup() else {
-            return;
+            return revoked;
         };
         for partition in &changes.revoked {
             dedup.revoked(partition);
         }
         if changes.assigned.is_empty() {
-            return;
+            return revoked;
         }
         let started = Instant::now();
         match dedup.restore(&changes.assigned) {
@@ -441,6 +491,7 @@ impl Hot<'_, '_> {
             .emit(self.io.metrics),
             Err(error) => DedupRestoreFailed { error: &error }.emit(self.io.metrics),
         }
+        revoked
     }
 
     /// Settles every outcome collected so far, then stores the offsets
@@ -458,6 +509,11 @@ impl Hot<'_, '_> {
                             .drive(self.processor.replacement(refusal, shutdown))
                             .await;
                         match replaced {
+                            Ok(Some(prepared)) if self.io.txn.is_some() => {
+                                // The refusal dooms the open transaction:
+                                // the replacement goes in the next one.
+                                self.io.stash(prepared, &ticket);
+                            }
                             Ok(Some(prepared)) => self.io.send(prepared, ticket, consumed_at),
                             // Shutdown while held: left uncommitted, consumed again.
                             Ok(None) => {}
@@ -500,6 +556,7 @@ impl<'r> Io<'r> {
             max_bytes: settings.pipeline.max_in_flight_bytes,
             topic_counters: HashMap::new(),
             changelog,
+            txn: None,
         }
     }
 
@@ -622,10 +679,17 @@ impl<'r> Io<'r> {
             .consumer
             .context()
             .partition(message.topic(), message.partition());
-        lock(self.tracker).consumed(partition, message.offset())
+        let ticket = lock(self.tracker).consumed(partition, message.offset());
+        self.consumed_in_transaction(&ticket);
+        ticket
     }
 
     fn send(&mut self, prepared: Prepared, ticket: Ticket, consumed_at: Instant) {
+        if self.txn.is_some() {
+            self.in_transaction();
+            // Exactly-once: the id is remembered in the same transaction.
+            self.write_changelog(prepared.remember.as_ref(), &prepared.input);
+        }
         let token_bytes = prepared.input.size();
         let delivered = Delivered {
             ticket,
@@ -662,16 +726,23 @@ impl<'r> Io<'r> {
                 self.health.dead_lettered.fetch_add(1, Ordering::Relaxed);
             }
         }
-        if let (Some(digest), Some(changelog)) = (&done.remember, &self.changelog) {
+        if self.txn.is_none() {
             // After the envelope is acknowledged (at-least-once): a crash
-            // before this line forgets the id, so a later copy may be
-            // produced again; nothing is lost.
-            let ingest = done.input.input(&[]).ingest;
-            let value = changelog_value(ingest.timestamp_ms, ingest.topic);
-            self.deliveries
-                .send_untracked(changelog, ingest.partition, digest, &value);
+            // before this forgets the id, so a later copy may be produced
+            // again; nothing is lost.
+            self.write_changelog(done.remember.as_ref(), &done.input);
         }
         self.advance(done.ticket);
+    }
+
+    fn write_changelog(&mut self, remember: Option<&IdDigest>, input: &InputCopy) {
+        let (Some(digest), Some(changelog)) = (remember, &self.changelog) else {
+            return;
+        };
+        let ingest = input.input(&[]).ingest;
+        let value = changelog_value(ingest.timestamp_ms, ingest.topic);
+        self.deliveries
+            .send_untracked(changelog, ingest.partition, digest, &value);
     }
 
     /// A suppressed duplicate: nothing to send, its offset may advance.
@@ -680,6 +751,10 @@ impl<'r> Io<'r> {
             shape: shape_label(shape),
         }
         .emit(self.metrics);
+        if self.txn.is_some() {
+            // Its offset is committed in a transaction: one must be open.
+            self.in_transaction();
+        }
         self.advance(ticket);
     }
 
@@ -695,8 +770,15 @@ impl<'r> Io<'r> {
         }
     }
 
-    /// Stores the batch's committable offsets: one call per partition.
+    /// Stores the batch's committable offsets: one call per partition
+    /// (exactly-once: they go into the open transaction instead).
     fn store_offsets(&mut self) {
+        if let Some(txn) = self.txn.as_mut() {
+            for (partition, offset) in self.to_store.drain(..) {
+                txn.acknowledged(partition, offset);
+            }
+            return;
+        }
         for ((topic, partition), offset) in self.to_store.drain(..) {
             // Fails only if the partition was revoked meanwhile: then it is not ours to commit.
             if let Err(e) = self.consumer.store_offset(&topic, partition, offset) {

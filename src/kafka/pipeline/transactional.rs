@@ -1,0 +1,140 @@
+//! Exactly-once on the hot loop: when a transaction ends (committed once
+//! every output is acknowledged, or aborted and rewound), and what an
+//! abort undoes.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rdkafka::error::KafkaError;
+use tracing::warn;
+
+use super::{ACK_WAIT, Hot, Io, PipelineError, REWIND_TIMEOUT, TXN_ACK_WAIT, lock};
+use crate::config::Settings;
+use crate::kafka::delivery::Deliveries;
+use crate::kafka::offsets::Ticket;
+use crate::kafka::processor::{Delivered, Prepared};
+use crate::kafka::transaction::{Transactions, TxnError};
+use crate::ops::events::{InternalEvent, TransactionAborted, TransactionCommitted};
+
+/// Registers the transactional id, retrying while the cluster cannot
+/// answer (a restarted instance fences its predecessor here); a shutdown
+/// ends the wait.
+pub(super) fn init(
+    settings: &Settings,
+    deliveries: &Deliveries<Delivered>,
+    stop: &AtomicBool,
+) -> Result<Transactions, PipelineError> {
+    let txn = Transactions::new(settings);
+    loop {
+        match txn.init(deliveries.producer()) {
+            Ok(()) => return Ok(txn),
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() && !stop.load(Ordering::Relaxed) =>
+            {
+                warn!(error = %e, "waiting for the cluster to register the transactional id");
+            }
+            Err(e) => return Err(PipelineError::Kafka(e)),
+        }
+    }
+}
+
+impl Hot<'_, '_> {
+    /// Commits the open transaction once every output is acknowledged, or
+    /// aborts it and rewinds (partitions revoked, an output refused or
+    /// failing, the commit refused). A fatal error (fenced) stops the
+    /// pipeline: a newer instance holds the transactional id.
+    pub(super) async fn end_transaction<F: Future<Output = ()> + Clone>(
+        &mut self,
+        shutdown: &F,
+    ) -> Result<(), PipelineError> {
+        if !self.io.txn.as_ref().is_some_and(Transactions::is_open) {
+            return Ok(());
+        }
+        if self.sync_assignment() {
+            return self.abort_and_rewind("partitions were revoked");
+        }
+        let deadline = Instant::now() + TXN_ACK_WAIT;
+        while !self.io.deliveries.is_empty() && !self.io.deliveries.failing() && !self.doomed() {
+            if Instant::now() >= deadline {
+                return self.abort_and_rewind("outputs not acknowledged in time");
+            }
+            self.io.deliveries.poll(ACK_WAIT, &mut self.io.outcomes);
+            self.settle_all(shutdown).await;
+        }
+        if self.io.deliveries.failing() {
+            return self.abort_and_rewind("an output failed");
+        }
+        if let Some(why) = self.io.txn.as_ref().and_then(Transactions::doomed) {
+            let why = why.to_owned();
+            return self.abort_and_rewind(&why);
+        }
+        let Some(txn) = self.io.txn.as_mut() else {
+            return Ok(());
+        };
+        match txn.commit(self.io.deliveries.producer(), self.io.consumer) {
+            Ok(records) => {
+                TransactionCommitted { records }.emit(self.io.metrics);
+                Ok(())
+            }
+            Err(TxnError::Fatal(e)) => Err(PipelineError::Kafka(e)),
+            Err(TxnError::Abortable(e)) => self.abort_and_rewind(&e.to_string()),
+        }
+    }
+
+    fn doomed(&self) -> bool {
+        self.io.txn.as_ref().is_some_and(|t| t.doomed().is_some())
+    }
+
+    /// Aborts the open transaction, forgets what was in flight or kept,
+    /// seeks back to where the transaction began, and restores the
+    /// de-duplication windows (they held the aborted outputs' ids).
+    pub(super) fn abort_and_rewind(&mut self, why: &str) -> Result<(), PipelineError> {
+        let Some(txn) = self.io.txn.as_mut() else {
+            return Ok(());
+        };
+        TransactionAborted { why }.emit(self.io.metrics);
+        if let Err(TxnError::Fatal(e) | TxnError::Abortable(e)) =
+            txn.abort(self.io.deliveries.producer())
+        {
+            return Err(PipelineError::Kafka(e));
+        }
+        self.io.deliveries.discard_all();
+        self.io.outcomes.clear();
+        self.io.deferred.clear();
+        self.io.deferred_bytes = 0;
+        self.io.to_store.clear();
+        lock(self.io.tracker).revoke_all();
+        txn.rewind(self.io.consumer, REWIND_TIMEOUT)?;
+        if let Some(dedup) = self.processor.dedup() {
+            let assigned = dedup.partitions();
+            if let Err(error) = dedup.restore(&assigned) {
+                crate::ops::events::DedupRestoreFailed { error: &error }.emit(self.io.metrics);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Io<'_> {
+    /// An output (or a suppression) is about to go into the transaction.
+    pub(super) fn in_transaction(&mut self) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.record(self.deliveries.producer());
+        }
+    }
+
+    /// Notes a consumed record's position (where an abort rewinds to).
+    pub(super) fn consumed_in_transaction(&mut self, ticket: &Ticket) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.consumed(&ticket.partition, ticket.offset);
+        }
+    }
+
+    /// Keeps a refused record's replacement for when it comes again.
+    pub(super) fn stash(&mut self, prepared: Prepared, ticket: &Ticket) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.stash(ticket, prepared);
+        }
+    }
+}
