@@ -299,17 +299,20 @@ impl<'s> Processor<'s> {
         input: &Input<'_>,
         shutdown: &F,
     ) -> Option<Prepared> {
-        let copy = Box::new(InputCopy::of(input));
-        let Some(value) = input.value else {
-            let rejection = Rejection::new(
-                RejectReason::NullValue,
-                "record has a null value (a tombstone), not a webhook body",
-            );
-            return Some(self.dead_letter(input, rejection, copy));
-        };
-        let headers = HeaderSlice(input.headers);
         let options = self.options.clone();
-        let envelope = match normalize(value, &headers, &input.ingest, &options) {
+        let normalized = normalized(input, &options);
+        self.prepare(input, normalized, shutdown).await
+    }
+
+    /// The output for a record already normalised (or rejected).
+    async fn prepare<F: Future<Output = ()> + Clone>(
+        &mut self,
+        input: &Input<'_>,
+        normalized: Result<Envelope<'_>, Rejection>,
+        shutdown: &F,
+    ) -> Option<Prepared> {
+        let copy = Box::new(InputCopy::of(input));
+        let envelope = match normalized {
             Ok(envelope) => envelope,
             Err(rejection) => return Some(self.dead_letter(input, rejection, copy)),
         };
@@ -331,16 +334,17 @@ impl<'s> Processor<'s> {
         input: &Input<'_>,
         shutdown: &F,
     ) -> Option<Step> {
+        let options = self.options.clone();
         let Some(dedup) = self.dedup.as_mut() else {
             return self.process(input, shutdown).await.map(Step::Send);
         };
-        let seen = input.value.and_then(|value| {
-            let headers = HeaderSlice(input.headers);
-            let envelope = normalize(value, &headers, &input.ingest, &self.options).ok()?;
+        // Normalised once: the id offered here, the envelope sent below.
+        let normalized = normalized(input, &options);
+        let seen = normalized.as_ref().ok().map(|envelope| {
             let partition = (Arc::from(input.ingest.topic), input.ingest.partition);
             let (remember, digest) =
                 dedup.offer(&partition, &envelope.id, input.ingest.timestamp_ms);
-            Some((remember, digest, envelope.shape))
+            (remember, digest, envelope.shape)
         });
         let unkeyed = input.key.is_none_or(<[u8]>::is_empty);
         DedupOffered {
@@ -353,14 +357,17 @@ impl<'s> Processor<'s> {
         match seen {
             Some((Remember::Duplicate, _, shape)) => Some(Step::Suppressed(shape)),
             Some((remember, digest, _)) => {
-                let mut prepared = self.process(input, shutdown).await?;
+                let mut prepared = self.prepare(input, normalized, shutdown).await?;
                 let is_envelope = matches!(prepared.kind, OutputKind::Envelope { .. });
                 if is_envelope && remember == Remember::New {
                     prepared.remember = Some(digest);
                 }
                 Some(Step::Send(prepared))
             }
-            None => self.process(input, shutdown).await.map(Step::Send),
+            None => self
+                .prepare(input, normalized, shutdown)
+                .await
+                .map(Step::Send),
         }
     }
 
@@ -798,6 +805,21 @@ pub fn shape_label(shape: Shape) -> &'static str {
         Shape::LegacyRule => "legacy",
         Shape::Generic => "generic",
     }
+}
+
+/// A record's envelope, or why it has none (a null value is a tombstone,
+/// not a webhook body).
+fn normalized<'a>(
+    input: &Input<'a>,
+    options: &'a NormalizeOptions,
+) -> Result<Envelope<'a>, Rejection> {
+    let Some(value) = input.value else {
+        return Err(Rejection::new(
+            RejectReason::NullValue,
+            "record has a null value (a tombstone), not a webhook body",
+        ));
+    };
+    normalize(value, &HeaderSlice(input.headers), &input.ingest, options)
 }
 
 #[cfg(test)]
