@@ -83,10 +83,23 @@ fn duplicates(seen: &std::collections::HashMap<String, usize>, ids: &[String]) -
 
 #[test]
 fn sigkill_mid_stream_then_restart_loses_nothing() {
+    sigkill_then_restart(&[]);
+}
+
+/// The same with de-duplication on: still nothing lost, and no more
+/// duplicates (ids written to the changelog before the kill are
+/// suppressed after it).
+#[test]
+fn sigkill_mid_stream_then_restart_loses_nothing_with_dedup_on() {
+    sigkill_then_restart(&[("CODAT_STREAM__DEDUP__ENABLED", "true")]);
+}
+
+fn sigkill_then_restart(extra: &[(&str, &str)]) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let (broker, names, ids) = setup(Storage::Memory, 4);
+    let throttled: Vec<(&str, &str)> = THROTTLED.iter().chain(extra).copied().collect();
 
-    let mut first = Connector::start(&broker.bootstrap(), &names, THROTTLED);
+    let mut first = Connector::start(&broker.bootstrap(), &names, &throttled);
     wait_outputs(&broker, &names, 3_000, Duration::from_secs(60));
     let consumed_at_kill = first.metric("codat_stream_records_consumed_total");
     first.kill9();
@@ -109,7 +122,7 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
     );
 
     // The successor resumes from the committed offsets.
-    let second = Connector::start(&broker.bootstrap(), &names, &[]);
+    let second = Connector::start(&broker.bootstrap(), &names, extra);
     let seen = read_ids_nudged(&broker.bootstrap(), &names, &ids, Duration::from_secs(120));
     assert_all_seen(&seen, &ids);
     // Duplicates are what was consumed after the last commit: at most the
@@ -120,6 +133,12 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
         dups as f64 <= consumed_at_kill - committed_at_kill as f64 + 500.0,
         "{dups} duplicates; consumed {consumed_at_kill}, committed {committed_at_kill} at the kill"
     );
+    if !extra.is_empty() {
+        assert!(
+            second.metric("codat_stream_dedup_restore_seconds_count") >= 1.0,
+            "the successor restored its windows from the changelog"
+        );
+    }
     drop(second);
 }
 
