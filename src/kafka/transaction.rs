@@ -106,10 +106,31 @@ impl Transactions {
         }
     }
 
-    /// `partition` may be committed up to `next` (exclusive).
-    pub fn acknowledged(&mut self, partition: Partition, next: i64) {
+    /// Every record of `partition` up to `last` (inclusive) is
+    /// acknowledged: the commit is the next offset to read, `last + 1`.
+    pub fn acknowledged(&mut self, partition: Partition, last: i64) {
+        let next = last.saturating_add(1);
         let at = self.offsets.entry(partition).or_insert(next);
         *at = (*at).max(next);
+    }
+
+    /// What the open transaction commits: the next offset to read, per
+    /// partition.
+    fn to_commit(&self) -> TopicPartitionList {
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.offsets {
+            // Only fails for an offset that is not a number, which `next` is.
+            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        offsets
+    }
+
+    /// The transaction committed: an abort now rewinds to its offsets.
+    fn committed(&mut self) -> usize {
+        for (partition, next) in &self.offsets {
+            self.rewind_to.insert(partition.clone(), *next);
+        }
+        self.close()
     }
 
     /// The open transaction can only be aborted now.
@@ -170,12 +191,7 @@ impl Transactions {
         if self.opened.is_none() {
             return Ok(0);
         }
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next) in &self.offsets {
-            offsets
-                .add_partition_offset(topic, *partition, Offset::Offset(*next))
-                .map_err(TxnError::Abortable)?;
-        }
+        let offsets = self.to_commit();
         if offsets.count() > 0 {
             // None only before the consumer joined its group.
             let group = consumer.group_metadata().ok_or(TxnError::Abortable(
@@ -188,10 +204,7 @@ impl Transactions {
         producer
             .commit_transaction(self.timeout)
             .map_err(TxnError::of)?;
-        for (partition, next) in &self.offsets {
-            self.rewind_to.insert(partition.clone(), *next);
-        }
-        Ok(self.close())
+        Ok(self.committed())
     }
 
     /// Aborts the open transaction (if any); the caller rewinds.
@@ -236,5 +249,69 @@ impl Transactions {
         }
         consumer.seek_partitions(target, timeout)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn partition(n: i32) -> Partition {
+        (Arc::from("ingest"), n)
+    }
+
+    fn offsets(tpl: &TopicPartitionList) -> Vec<(i32, Offset)> {
+        let mut v: Vec<_> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
+        v.sort_by_key(|(p, _)| *p);
+        v
+    }
+
+    #[test]
+    fn the_commit_is_the_next_offset_to_read() {
+        let mut t = Transactions::new(&Settings::default());
+        t.consumed(&partition(0), 10);
+        t.acknowledged(partition(0), 10);
+        t.acknowledged(partition(0), 12);
+        t.acknowledged(partition(0), 11);
+        t.consumed(&partition(1), 0);
+        t.acknowledged(partition(1), 0);
+        assert_eq!(
+            offsets(&t.to_commit()),
+            vec![(0, Offset::Offset(13)), (1, Offset::Offset(1))]
+        );
+    }
+
+    #[test]
+    fn an_abort_rewinds_to_the_first_consumed_offset_then_to_what_was_committed() {
+        let mut t = Transactions::new(&Settings::default());
+        t.consumed(&partition(0), 10);
+        t.consumed(&partition(0), 11);
+        assert_eq!(t.rewind_to.get(&partition(0)), Some(&10));
+        t.acknowledged(partition(0), 11);
+        t.committed();
+        assert_eq!(
+            t.rewind_to.get(&partition(0)),
+            Some(&12),
+            "past the committed records"
+        );
+        t.consumed(&partition(0), 12);
+        assert_eq!(t.rewind_to.get(&partition(0)), Some(&12));
+        t.revoked(&partition(0));
+        assert!(t.rewind_to.is_empty(), "a revoked partition is not sought");
+    }
+
+    #[test]
+    fn the_first_reason_to_abort_is_kept() {
+        let mut t = Transactions::new(&Settings::default());
+        assert!(t.doomed().is_none());
+        t.doom("x".to_owned());
+        t.doom("y".to_owned());
+        assert_eq!(t.doomed(), Some("x"), "the first reason is kept");
     }
 }
