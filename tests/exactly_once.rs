@@ -263,3 +263,61 @@ fn a_newer_instance_with_the_same_transactional_id_fences_the_older() {
     b.sigterm();
     assert!(b.wait_exit(Duration::from_secs(60)).success());
 }
+
+/// A second instance joining mid-stream revokes partitions from the first
+/// during a transaction: the first aborts it (the abort must finish with
+/// outputs in flight: the purged records' reports are served), rewinds,
+/// commits transactions again, and both stop cleanly. Every input is on
+/// the outputs; on the mock that cannot tell a lost record, since the
+/// aborted outputs stay visible there (no markers): the crash test on a
+/// real broker can.
+#[test]
+fn a_revoke_mid_transaction_aborts_and_the_instance_goes_on() {
+    const N: usize = 3_000;
+    let names = Names::new();
+    let mock = mock_with_topics(&names);
+    let bootstrap = mock.bootstrap();
+    let (inputs, ids): (Vec<Input>, Vec<String>) = generated_inputs(N, 50).into_iter().unzip();
+    produce(&bootstrap, &names.ingest, &inputs);
+    // Slow (about 100/s) so that B joins mid-stream.
+    let mut a_env = env("eos-revoke-a");
+    a_env.push(("CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT", "10"));
+    a_env.push(("CODAT_STREAM__KAFKA__PRODUCER__LINGER_MS", "100"));
+    // Long transactions: one is open whenever the revoke lands.
+    a_env.retain(|(k, _)| *k != "CODAT_STREAM__DELIVERY__TRANSACTION_MAX_MS");
+    a_env.push(("CODAT_STREAM__DELIVERY__TRANSACTION_MAX_MS", "2000"));
+    a_env.push(("CODAT_STREAM__DELIVERY__TRANSACTION_MAX_RECORDS", "1000000"));
+    let mut a = Connector::start(&bootstrap, &names, &a_env);
+    settled(&a, 200.0);
+    let mut b = Connector::start(&bootstrap, &names, &env("eos-revoke-b"));
+    wait_for(
+        "A aborted a transaction on the revoke",
+        Duration::from_secs(60),
+        || {
+            a.metrics()
+                .sum("codat_stream_transactions_total", &[("outcome", "aborted")])
+                >= 1.0
+        },
+    );
+    let committed = |c: &Connector| {
+        c.metrics().sum(
+            "codat_stream_transactions_total",
+            &[("outcome", "committed")],
+        )
+    };
+    let at_abort = committed(&a);
+    b.wait_started(Duration::from_secs(60));
+    let (seen, _) = seen_ids(&bootstrap, &names, N);
+    assert_all_seen(&seen, &ids);
+    assert!(committed(&a) > at_abort, "A commits again after the abort");
+    a.sigterm();
+    b.sigterm();
+    assert!(
+        a.wait_exit(Duration::from_secs(60)).success(),
+        "A stops cleanly"
+    );
+    assert!(
+        b.wait_exit(Duration::from_secs(60)).success(),
+        "B stops cleanly"
+    );
+}

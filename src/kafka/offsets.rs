@@ -28,6 +28,13 @@ pub struct Ticket {
     epoch: u64,
 }
 
+impl Ticket {
+    /// Its partition's assignment epoch when it was consumed.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
 /// Per-partition tracking of consumed, unacknowledged offsets.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
@@ -98,6 +105,12 @@ impl OffsetTracker {
         for partition in &partitions {
             self.revoked(partition);
         }
+    }
+
+    /// A partition's current assignment epoch (bumped by each revoke), if
+    /// anything was consumed from it.
+    pub fn epoch(&self, partition: &Partition) -> Option<u64> {
+        self.tracks.get(partition).map(|t| t.epoch)
     }
 
     /// Records consumed and not yet acknowledged, over all partitions.

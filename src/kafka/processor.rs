@@ -49,6 +49,7 @@ use crate::registry::value_format::{SchemaIds, SubjectNameStrategy};
 
 /// What one output record is, for the metrics counted on acknowledgement
 /// and for what to send instead if it is refused.
+#[derive(Clone)]
 pub enum OutputKind {
     /// An envelope; its counter is labelled by type and shape.
     Envelope {
@@ -71,6 +72,7 @@ pub enum OutputKind {
 }
 
 /// The record to produce for one consumed record.
+#[derive(Clone)]
 pub struct Prepared {
     /// The record.
     pub record: OutRecord,

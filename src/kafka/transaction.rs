@@ -23,6 +23,10 @@ use crate::config::Settings;
 use crate::kafka::offsets::{Partition, Ticket};
 use crate::kafka::processor::Prepared;
 
+/// How long one call to the transaction coordinator may block the loop
+/// before it polls the producer and calls again.
+const TXN_SLICE: Duration = Duration::from_millis(500);
+
 /// The open transaction's bookkeeping.
 pub struct Transactions {
     max_records: usize,
@@ -40,8 +44,10 @@ pub struct Transactions {
     /// Replacements for records refused for good, by input position.
     replacements: HashMap<(Partition, i64), Prepared>,
     /// Where an abort rewinds each partition to: what the last commit
-    /// committed, or the first offset consumed since the assignment.
-    rewind_to: HashMap<Partition, i64>,
+    /// committed, or the first offset consumed since the assignment; with
+    /// the assignment epoch it holds for (a revoke bumps the epoch, so an
+    /// entry of an earlier assignment is never sought to).
+    rewind_to: HashMap<Partition, (u64, i64)>,
 }
 
 /// How a transaction call failed.
@@ -89,20 +95,25 @@ impl Transactions {
     /// An input record's output (or its suppression) goes into the
     /// transaction: opens one if none is open.
     pub fn record<C: ProducerContext>(&mut self, producer: &BaseProducer<C>) {
-        if self.opened.is_none() {
-            if let Err(e) = producer.begin_transaction() {
-                // The sends that follow fail too; the commit aborts.
-                self.doom(format!("cannot begin a transaction: {e}"));
+        if self.opened.is_none() && self.doomed.is_none() {
+            match producer.begin_transaction() {
+                Ok(()) => self.opened = Some(Instant::now()),
+                // The sends that follow fail; the loop rewinds and retries.
+                Err(e) => self.doom(format!("cannot begin a transaction: {e}")),
             }
-            self.opened = Some(Instant::now());
         }
         self.records += 1;
     }
 
     /// A record was consumed (before it is processed).
-    pub fn consumed(&mut self, partition: &Partition, offset: i64) {
-        if !self.rewind_to.contains_key(partition) {
-            self.rewind_to.insert(partition.clone(), offset);
+    pub fn consumed(&mut self, ticket: &Ticket) {
+        let epoch = ticket.epoch();
+        match self.rewind_to.get(&ticket.partition) {
+            Some((at, _)) if *at == epoch => {}
+            _ => {
+                self.rewind_to
+                    .insert(ticket.partition.clone(), (epoch, ticket.offset));
+            }
         }
     }
 
@@ -125,10 +136,15 @@ impl Transactions {
         offsets
     }
 
-    /// The transaction committed: an abort now rewinds to its offsets.
+    /// The transaction committed: an abort now rewinds to its offsets, and
+    /// the replacements of records it covered are done with.
     fn committed(&mut self) -> usize {
         for (partition, next) in &self.offsets {
-            self.rewind_to.insert(partition.clone(), *next);
+            if let Some(entry) = self.rewind_to.get_mut(partition) {
+                entry.1 = *next;
+            }
+            self.replacements
+                .retain(|(p, offset), _| p != partition || *offset >= *next);
         }
         self.close()
     }
@@ -151,20 +167,34 @@ impl Transactions {
             .insert((ticket.partition.clone(), ticket.offset), prepared);
     }
 
-    /// The replacement kept for the record at `ticket`, if any.
+    /// The replacement kept for the record at `ticket`, if any. Kept until
+    /// a commit covers the record: two refused records in one transaction
+    /// must not take turns aborting it.
     pub fn replacement(&mut self, ticket: &Ticket) -> Option<Prepared> {
         if self.replacements.is_empty() {
             return None;
         }
         self.replacements
-            .remove(&(ticket.partition.clone(), ticket.offset))
+            .get(&(ticket.partition.clone(), ticket.offset))
+            .cloned()
     }
 
-    /// A partition is no longer ours: what was kept for it goes.
+    /// A partition is no longer ours: what was kept for it goes (its
+    /// rewind entry is left to the epoch check).
     pub fn revoked(&mut self, partition: &Partition) {
         self.replacements.retain(|(p, _), _| p != partition);
-        self.rewind_to.remove(partition);
         self.offsets.remove(partition);
+    }
+
+    /// Whether the open transaction (or the failed start of one) must end.
+    pub fn pending(&self) -> bool {
+        self.opened.is_some() || self.doomed.is_some()
+    }
+
+    /// Longest wait for the open transaction's outputs before aborting it:
+    /// well inside the broker's own transaction timeout.
+    pub fn ack_wait(&self) -> Duration {
+        self.timeout
     }
 
     /// Whether a transaction is open.
@@ -174,15 +204,15 @@ impl Transactions {
 
     /// Whether the open transaction should end now.
     pub fn due(&self) -> bool {
-        self.opened.is_some_and(|at| {
-            self.doomed.is_some()
-                || self.records >= self.max_records
-                || at.elapsed() >= self.max_age
-        })
+        self.doomed.is_some()
+            || self
+                .opened
+                .is_some_and(|at| self.records >= self.max_records || at.elapsed() >= self.max_age)
     }
 
     /// Commits the open transaction with its input offsets; returns the
-    /// records it covered. Every output must be acknowledged first.
+    /// records it covered. Every output must be acknowledged first. A call
+    /// that times out is retried (librdkafka resumes it) until `timeout`.
     pub fn commit<P: ProducerContext, C: ConsumerContext>(
         &mut self,
         producer: &BaseProducer<P>,
@@ -197,17 +227,17 @@ impl Transactions {
             let group = consumer.group_metadata().ok_or(TxnError::Abortable(
                 KafkaError::ConsumerCommit(RDKafkaErrorCode::State),
             ))?;
-            producer
-                .send_offsets_to_transaction(&offsets, &group, self.timeout)
-                .map_err(TxnError::of)?;
+            self.retrying(producer, |p, t| {
+                p.send_offsets_to_transaction(&offsets, &group, t)
+            })?;
         }
-        producer
-            .commit_transaction(self.timeout)
-            .map_err(TxnError::of)?;
+        self.retrying(producer, |p, t| p.commit_transaction(t))?;
         Ok(self.committed())
     }
 
-    /// Aborts the open transaction (if any); the caller rewinds.
+    /// Aborts the open transaction (if any); the caller rewinds. The
+    /// producer is polled between tries: the purged records' delivery
+    /// reports must be served for the abort to finish.
     pub fn abort<C: ProducerContext>(
         &mut self,
         producer: &BaseProducer<C>,
@@ -215,11 +245,30 @@ impl Transactions {
         let open = self.opened.is_some();
         self.close();
         if open {
-            producer
-                .abort_transaction(self.timeout)
-                .map_err(TxnError::of)?;
+            self.retrying(producer, |p, t| p.abort_transaction(t))?;
         }
         Ok(())
+    }
+
+    /// Calls `op` in short slices until it succeeds, fails for good, or
+    /// the transaction timeout's half passes, polling the producer between.
+    fn retrying<C: ProducerContext>(
+        &self,
+        producer: &BaseProducer<C>,
+        op: impl Fn(&BaseProducer<C>, Duration) -> KafkaResult<()>,
+    ) -> Result<(), TxnError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match op(producer, TXN_SLICE) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && !e.txn_requires_abort() && Instant::now() < deadline =>
+                {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err(e) => return Err(TxnError::of(e)),
+            }
+        }
     }
 
     fn close(&mut self) -> usize {
@@ -234,20 +283,32 @@ impl Transactions {
     /// Seeks every partition consumed since its last commit back to where
     /// the aborted transaction began on it. Our own commits are the only
     /// ones for partitions we hold (fencing sees to that), so this is the
-    /// group's committed offset, without asking the coordinator.
+    /// group's committed offset, without asking the coordinator. Only
+    /// entries of a partition's current assignment (`epoch`) are used; call
+    /// before the tracker forgets the aborted records. A partition that
+    /// cannot be sought fails the whole rewind: reading on would skip the
+    /// aborted records.
     pub fn rewind<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
+        epoch: impl Fn(&Partition) -> Option<u64>,
         timeout: Duration,
     ) -> KafkaResult<()> {
-        if self.rewind_to.is_empty() {
+        let assigned = consumer.assignment()?;
+        let mut target = TopicPartitionList::new();
+        for (partition, (at, offset)) in &self.rewind_to {
+            let (topic, number) = (&partition.0, partition.1);
+            if epoch(partition) == Some(*at) && assigned.find_partition(topic, number).is_some() {
+                target.add_partition_offset(topic, number, Offset::Offset(*offset))?;
+            }
+        }
+        if target.count() == 0 {
             return Ok(());
         }
-        let mut target = TopicPartitionList::new();
-        for ((topic, partition), offset) in &self.rewind_to {
-            target.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        let sought = consumer.seek_partitions(target, timeout)?;
+        for e in sought.elements() {
+            e.error()?;
         }
-        consumer.seek_partitions(target, timeout)?;
         Ok(())
     }
 }
@@ -275,11 +336,9 @@ mod tests {
     #[test]
     fn the_commit_is_the_next_offset_to_read() {
         let mut t = Transactions::new(&Settings::default());
-        t.consumed(&partition(0), 10);
         t.acknowledged(partition(0), 10);
         t.acknowledged(partition(0), 12);
         t.acknowledged(partition(0), 11);
-        t.consumed(&partition(1), 0);
         t.acknowledged(partition(1), 0);
         assert_eq!(
             offsets(&t.to_commit()),
@@ -289,21 +348,26 @@ mod tests {
 
     #[test]
     fn an_abort_rewinds_to_the_first_consumed_offset_then_to_what_was_committed() {
+        use crate::kafka::offsets::OffsetTracker;
+        let mut tracker = OffsetTracker::new();
         let mut t = Transactions::new(&Settings::default());
-        t.consumed(&partition(0), 10);
-        t.consumed(&partition(0), 11);
-        assert_eq!(t.rewind_to.get(&partition(0)), Some(&10));
+        t.consumed(&tracker.consumed(partition(0), 10));
+        t.consumed(&tracker.consumed(partition(0), 11));
+        assert_eq!(t.rewind_to.get(&partition(0)), Some(&(0, 10)));
         t.acknowledged(partition(0), 11);
         t.committed();
         assert_eq!(
             t.rewind_to.get(&partition(0)),
-            Some(&12),
+            Some(&(0, 12)),
             "past the committed records"
         );
-        t.consumed(&partition(0), 12);
-        assert_eq!(t.rewind_to.get(&partition(0)), Some(&12));
+        t.consumed(&tracker.consumed(partition(0), 12));
+        assert_eq!(t.rewind_to.get(&partition(0)), Some(&(0, 12)));
+        // Revoked and assigned again: the new assignment's first record.
+        tracker.revoked(&partition(0));
         t.revoked(&partition(0));
-        assert!(t.rewind_to.is_empty(), "a revoked partition is not sought");
+        t.consumed(&tracker.consumed(partition(0), 40));
+        assert_eq!(t.rewind_to.get(&partition(0)), Some(&(1, 40)));
     }
 
     #[test]

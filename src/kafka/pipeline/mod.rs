@@ -348,7 +348,7 @@ impl Hot<'_, '_> {
                 }
             }
             let consumed = match drain_deadline {
-                None => self.consume_batch(shutdown).await,
+                None => self.consume_batch(shutdown).await?,
                 Some(_) => 0,
             };
             let wait = if consumed > 0 || self.io.deliveries.is_empty() {
@@ -362,13 +362,16 @@ impl Hot<'_, '_> {
                 self.end_transaction(shutdown).await?;
             }
             if consumed == 0 && self.io.deliveries.is_empty() && drain_deadline.is_none() {
-                self.idle(shutdown).await;
+                self.idle(shutdown).await?;
             }
         }
     }
 
     /// Consumes up to a batch while there is room; returns how many.
-    async fn consume_batch<F: Future<Output = ()> + Clone>(&mut self, shutdown: &F) -> usize {
+    async fn consume_batch<F: Future<Output = ()> + Clone>(
+        &mut self,
+        shutdown: &F,
+    ) -> Result<usize, PipelineError> {
         let consumer = self.io.consumer;
         let mut n = 0;
         while n < BATCH && self.io.room() {
@@ -384,24 +387,28 @@ impl Hot<'_, '_> {
                         warn!(error = %e, "consume error");
                         break;
                     }
-                    Some(Ok(message)) => self.consumed(&message, shutdown).await,
+                    Some(Ok(message)) => self.consumed(&message, shutdown).await?,
                 }
             }
             n += 1;
         }
-        n
+        Ok(n)
     }
 
     /// Nothing in flight and nothing arrived: block on the consumer a while.
-    async fn idle<F: Future<Output = ()> + Clone>(&mut self, shutdown: &F) {
+    async fn idle<F: Future<Output = ()> + Clone>(
+        &mut self,
+        shutdown: &F,
+    ) -> Result<(), PipelineError> {
         if !self.io.deferred.is_empty() {
-            return;
+            return Ok(());
         }
         match self.io.consumer.poll(IDLE_WAIT) {
-            Some(Ok(message)) => self.consumed(&message, shutdown).await,
+            Some(Ok(message)) => self.consumed(&message, shutdown).await?,
             Some(Err(e)) => warn!(error = %e, "consume error"),
             None => {}
         }
+        Ok(())
     }
 
     /// One consumed record: registered, then processed and sent.
@@ -409,17 +416,17 @@ impl Hot<'_, '_> {
         &mut self,
         message: &BorrowedMessage<'_>,
         shutdown: &F,
-    ) {
+    ) -> Result<(), PipelineError> {
         let consumed_at = Instant::now();
-        if self.sync_assignment() && self.io.txn.as_ref().is_some_and(Transactions::is_open) {
-            // Revoked mid-transaction: abort it and rewind; this record is
-            // fetched again from the committed offset.
-            if let Err(e) = self.abort_and_rewind("partitions were revoked") {
-                warn!(error = %e, "cannot abort the transaction");
-            }
-            return;
-        }
+        let revoked = self.sync_assignment();
+        // Registered first: its position is where a rewind seeks a
+        // partition assigned (again) since the last record.
         let ticket = self.io.register(message);
+        if revoked && self.io.txn.as_ref().is_some_and(Transactions::pending) {
+            // Revoked mid-transaction: abort it and rewind; this record is
+            // fetched again.
+            return self.abort_and_rewind("partitions were revoked");
+        }
         let headers = InHeaders::of(message);
         let input = Input {
             key: message.key(),
@@ -428,6 +435,7 @@ impl Hot<'_, '_> {
             ingest: ingest_meta(message),
         };
         self.handle(&input, ticket, consumed_at, shutdown).await;
+        Ok(())
     }
 
     /// Processes a registered record and sends its output.
@@ -451,8 +459,8 @@ impl Hot<'_, '_> {
             Some(Step::Send(prepared)) => self.io.send(prepared, ticket, consumed_at),
             Some(Step::Suppressed(shape)) => self.io.suppressed(ticket, shape),
             // Shutdown while the record was held; it stays uncommitted and
-            // is consumed again.
-            None => {}
+            // is consumed again (so later outputs may not be committed).
+            None => self.io.doom("shutdown while a record was held"),
         }
     }
 
@@ -516,7 +524,7 @@ impl Hot<'_, '_> {
                             }
                             Ok(Some(prepared)) => self.io.send(prepared, ticket, consumed_at),
                             // Shutdown while held: left uncommitted, consumed again.
-                            Ok(None) => {}
+                            Ok(None) => self.io.doom("shutdown while a record was held"),
                             Err(refusal) => self.io.deliveries.hold(*refusal),
                         }
                     }

@@ -48,13 +48,18 @@ impl Hot<'_, '_> {
         &mut self,
         shutdown: &F,
     ) -> Result<(), PipelineError> {
-        if !self.io.txn.as_ref().is_some_and(Transactions::is_open) {
+        if !self.io.txn.as_ref().is_some_and(Transactions::pending) {
             return Ok(());
         }
         if self.sync_assignment() {
             return self.abort_and_rewind("partitions were revoked");
         }
-        let deadline = Instant::now() + TXN_ACK_WAIT;
+        let wait = self
+            .io
+            .txn
+            .as_ref()
+            .map_or(TXN_ACK_WAIT, |t| t.ack_wait().min(TXN_ACK_WAIT));
+        let deadline = Instant::now() + wait;
         while !self.io.deliveries.is_empty() && !self.io.deliveries.failing() && !self.doomed() {
             if Instant::now() >= deadline {
                 return self.abort_and_rewind("outputs not acknowledged in time");
@@ -68,6 +73,11 @@ impl Hot<'_, '_> {
         if let Some(why) = self.io.txn.as_ref().and_then(Transactions::doomed) {
             let why = why.to_owned();
             return self.abort_and_rewind(&why);
+        }
+        // Waiting above polled the consumer: a revoke there must not be
+        // followed by a commit of the revoked partitions' offsets.
+        if self.sync_assignment() {
+            return self.abort_and_rewind("partitions were revoked");
         }
         let Some(txn) = self.io.txn.as_mut() else {
             return Ok(());
@@ -99,13 +109,16 @@ impl Hot<'_, '_> {
         {
             return Err(PipelineError::Kafka(e));
         }
+        // Sought before the tracker forgets the aborted records: the rewind
+        // targets are those of the partitions' current assignment epochs.
+        let tracker = self.io.tracker;
+        txn.rewind(self.io.consumer, |p| lock(tracker).epoch(p), REWIND_TIMEOUT)?;
         self.io.deliveries.discard_all();
         self.io.outcomes.clear();
         self.io.deferred.clear();
         self.io.deferred_bytes = 0;
         self.io.to_store.clear();
-        lock(self.io.tracker).revoke_all();
-        txn.rewind(self.io.consumer, REWIND_TIMEOUT)?;
+        lock(tracker).revoke_all();
         if let Some(dedup) = self.processor.dedup() {
             let assigned = dedup.partitions();
             if let Err(error) = dedup.restore(&assigned) {
@@ -127,7 +140,14 @@ impl Io<'_> {
     /// Notes a consumed record's position (where an abort rewinds to).
     pub(super) fn consumed_in_transaction(&mut self, ticket: &Ticket) {
         if let Some(txn) = self.txn.as_mut() {
-            txn.consumed(&ticket.partition, ticket.offset);
+            txn.consumed(ticket);
+        }
+    }
+
+    /// The open transaction may only be aborted (no-op at-least-once).
+    pub(super) fn doom(&mut self, why: &str) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.doom(why.to_owned());
         }
     }
 
