@@ -19,6 +19,7 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::kafka::offsets::{Partition, Ticket};
 use crate::kafka::processor::Prepared;
@@ -48,7 +49,14 @@ pub struct Transactions {
     /// the assignment epoch it holds for (a revoke bumps the epoch, so an
     /// entry of an earlier assignment is never sought to).
     rewind_to: HashMap<Partition, (u64, i64)>,
+    /// After an abort, no record is taken before this (a failure that
+    /// repeats must not abort one transaction after another at full speed).
+    resume_at: Option<Instant>,
+    backoff: Backoff,
 }
+
+/// Longest pause after consecutive aborts.
+const ABORT_BACKOFF_MAX_MS: u64 = 5_000;
 
 /// How a transaction call failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +92,8 @@ impl Transactions {
             offsets: HashMap::new(),
             replacements: HashMap::new(),
             rewind_to: HashMap::new(),
+            resume_at: None,
+            backoff: Backoff::new(ABORT_BACKOFF_MAX_MS),
         }
     }
 
@@ -146,6 +156,7 @@ impl Transactions {
             self.replacements
                 .retain(|(p, offset), _| p != partition || *offset >= *next);
         }
+        self.backoff = Backoff::new(ABORT_BACKOFF_MAX_MS);
         self.close()
     }
 
@@ -189,6 +200,18 @@ impl Transactions {
     /// Whether the open transaction (or the failed start of one) must end.
     pub fn pending(&self) -> bool {
         self.opened.is_some() || self.doomed.is_some()
+    }
+
+    /// Whether records may be taken now (not in the pause after an abort).
+    pub fn may_resume(&mut self) -> bool {
+        match self.resume_at {
+            Some(at) if Instant::now() < at => false,
+            Some(_) => {
+                self.resume_at = None;
+                true
+            }
+            None => true,
+        }
     }
 
     /// Longest wait for the open transaction's outputs before aborting it:
@@ -244,6 +267,7 @@ impl Transactions {
     ) -> Result<(), TxnError> {
         let open = self.opened.is_some();
         self.close();
+        self.resume_at = Some(Instant::now() + self.backoff.next_delay());
         if open {
             self.retrying(producer, |p, t| p.abort_transaction(t))?;
         }
@@ -368,6 +392,17 @@ mod tests {
         t.revoked(&partition(0));
         t.consumed(&tracker.consumed(partition(0), 40));
         assert_eq!(t.rewind_to.get(&partition(0)), Some(&(1, 40)));
+    }
+
+    #[test]
+    fn records_wait_out_the_pause_after_an_abort() {
+        let mut t = Transactions::new(&Settings::default());
+        assert!(t.may_resume());
+        t.resume_at = Some(Instant::now() + Duration::from_secs(3600));
+        assert!(!t.may_resume());
+        t.resume_at = Some(Instant::now());
+        assert!(t.may_resume());
+        assert!(t.resume_at.is_none());
     }
 
     #[test]

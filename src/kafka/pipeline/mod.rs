@@ -403,6 +403,11 @@ impl Hot<'_, '_> {
         if !self.io.deferred.is_empty() {
             return Ok(());
         }
+        if !self.io.room() {
+            // Paused after an abort: wait a little, serving the producer.
+            self.io.deliveries.poll(ACK_WAIT, &mut self.io.outcomes);
+            return Ok(());
+        }
         match self.io.consumer.poll(IDLE_WAIT) {
             Some(Ok(message)) => self.consumed(&message, shutdown).await?,
             Some(Err(e)) => warn!(error = %e, "consume error"),
@@ -572,8 +577,9 @@ impl<'r> Io<'r> {
     /// there has been no room for a while, so the consumer can still be
     /// polled (group membership) without taking records.
     fn room(&mut self) -> bool {
-        let room =
-            self.deliveries.len() < self.max_records && self.deliveries.bytes() < self.max_bytes;
+        let room = self.deliveries.len() < self.max_records
+            && self.deliveries.bytes() < self.max_bytes
+            && self.txn.as_mut().is_none_or(Transactions::may_resume);
         if room {
             self.no_room_since = None;
             self.set_paused(false);
