@@ -739,9 +739,8 @@ impl Settings {
         }
         let host = std::env::var("HOSTNAME")
             .ok()
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-            .map(|h| h.trim().to_owned())
+            .and_then(|h| host_name(h.as_bytes()))
+            .or_else(|| read_prefix("/etc/hostname", 256).and_then(|h| host_name(&h)))
             .unwrap_or_else(|| "codat-stream".to_owned());
         format!("{}-{host}", self.ingest.group_id)
     }
@@ -916,8 +915,38 @@ pub fn check_topic(setting: &str, t: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// A host name fit for a transactional id: trimmed, at most 64 printable
+/// ASCII characters; `None` if empty or anything else (the fallback is
+/// used then, never a mangled name).
+fn host_name(raw: &[u8]) -> Option<String> {
+    let name = std::str::from_utf8(raw).ok()?.trim();
+    let fits = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_graphic());
+    fits.then(|| name.to_owned())
+}
+
+/// The first `max` bytes of a file, if it can be read.
+fn read_prefix(path: &str, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(max)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_host_name_for_the_transactional_id_is_bounded_and_printable() {
+        assert_eq!(super::host_name(b" web-7\n").as_deref(), Some("web-7"));
+        assert_eq!(super::host_name(b""), None);
+        assert_eq!(super::host_name(b"a b"), None);
+        assert_eq!(super::host_name(&[0xff, 0xfe]), None);
+        assert_eq!(super::host_name("x".repeat(65).as_bytes()), None);
+    }
+
     use super::*;
 
     /// Review of issue 9: below ~1,000 bytes even the smallest dead letter
