@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use codat_stream::core::signature::{SigningKey, sign};
 use serde_json::json;
 use support::mock_kafka::example_binary;
+use support::procfs::{proc_cpu, proc_hwm};
 use support::*;
 
 struct Args {
@@ -62,35 +63,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-/// user+sys CPU seconds of a live process.
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (field(11) + field(12)) / ticks
-}
-
-/// Peak resident memory (VmHWM), bytes.
-fn proc_hwm(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
 }
 
 /// Requests signed beforehand: (headers, body).

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod connector;
 pub mod kafka_io;
 pub mod mock_kafka;
+pub mod procfs;
 pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
