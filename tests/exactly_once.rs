@@ -63,6 +63,18 @@ fn mock_with_topics(names: &Names) -> MockKafka {
     MockKafka::start(1, &refs)
 }
 
+/// A mock cluster with the deployment's topics and `n` generated records
+/// (one in 50 a dead letter) on the ingest topic: (names, the cluster,
+/// its bootstrap, the input ids).
+fn loaded_mock(n: usize) -> (Names, MockKafka, String, Vec<String>) {
+    let names = Names::new();
+    let mock = mock_with_topics(&names);
+    let bootstrap = mock.bootstrap();
+    let (inputs, ids): (Vec<Input>, Vec<String>) = generated_inputs(n, 50).into_iter().unzip();
+    produce(&bootstrap, &names.ingest, &inputs);
+    (names, mock, bootstrap, ids)
+}
+
 /// Reads every output topic `read_committed` (librdkafka's default) for
 /// 3 s past the `n`-th record, so an extra copy shows, and counts each
 /// input id.
@@ -114,11 +126,7 @@ fn settled(c: &Connector, n: f64) {
 #[test]
 fn outputs_and_offsets_go_into_committed_transactions() {
     const N: usize = 5_000;
-    let names = Names::new();
-    let mock = mock_with_topics(&names);
-    let bootstrap = mock.bootstrap();
-    let (inputs, ids): (Vec<Input>, Vec<String>) = generated_inputs(N, 50).into_iter().unzip();
-    produce(&bootstrap, &names.ingest, &inputs);
+    let (names, _mock, bootstrap, ids) = loaded_mock(N);
     let mut c = Connector::start(&bootstrap, &names, &env("eos-protocol"));
     settled(&c, N as f64);
     wait_for(
@@ -274,11 +282,7 @@ fn a_newer_instance_with_the_same_transactional_id_fences_the_older() {
 #[test]
 fn a_revoke_mid_transaction_aborts_and_the_instance_goes_on() {
     const N: usize = 3_000;
-    let names = Names::new();
-    let mock = mock_with_topics(&names);
-    let bootstrap = mock.bootstrap();
-    let (inputs, ids): (Vec<Input>, Vec<String>) = generated_inputs(N, 50).into_iter().unzip();
-    produce(&bootstrap, &names.ingest, &inputs);
+    let (names, _mock, bootstrap, ids) = loaded_mock(N);
     // Slow (about 100/s) so that B joins mid-stream.
     let mut a_env = env("eos-revoke-a");
     a_env.push(("CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT", "10"));
