@@ -42,7 +42,36 @@ const UNTRACKED: usize = usize::MAX;
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
 
 /// One delivery report: the record's slot and its outcome.
-type Report = (usize, KafkaResult<()>);
+type Report = (usize, Delivered);
+
+/// What librdkafka reported for one record.
+#[derive(Debug, Clone)]
+enum Delivered {
+    /// Written: the broker gave it an offset.
+    Acked,
+    /// Reported delivered without an offset. librdkafka's idempotent
+    /// producer "implicitly acks" a request that failed when a later
+    /// request to the partition succeeds, assuming the broker wrote both;
+    /// Kafka accepts a later sequence first on a partition new to the
+    /// producer (a just-created topic, a leader change), so the failed
+    /// request's records were never written (seen on Apache Kafka 4.4 with
+    /// librdkafka 2.12.1; confluent-kafka-go issue 921). Persistence is
+    /// unknown: re-sent, at worst a duplicate.
+    Unconfirmed,
+    Failed(KafkaError),
+}
+
+/// The error a record [`Delivered::Unconfirmed`] is re-sent for.
+struct AckWithoutOffset;
+
+impl std::fmt::Display for AckWithoutOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "reported delivered without an offset (implicitly acknowledged after a failed \
+             request): persistence unknown, re-sending",
+        )
+    }
+}
 
 /// Producer callbacks: delivery reports into a batch the loop takes after
 /// each `poll` (on the same thread: the lock is never contended); client errors
@@ -79,8 +108,9 @@ impl ProducerContext for OutputContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
         let outcome = match result {
-            Ok(_) => Ok(()),
-            Err((e, _)) => Err(e.clone()),
+            Ok(m) if rdkafka::Message::offset(m) >= 0 => Delivered::Acked,
+            Ok(_) => Delivered::Unconfirmed,
+            Err((e, _)) => Delivered::Failed(e.clone()),
         };
         self.reports
             .lock()
@@ -251,7 +281,8 @@ impl<T> Deliveries<T> {
             token_bytes,
         } = refusal;
         let slot = self.insert(record, token, token_bytes, retry);
-        self.failed(slot, &KafkaError::MessageProduction(code));
+        let error = KafkaError::MessageProduction(code);
+        self.failed(slot, &error, &error_label(&error));
     }
 
     fn insert(&mut self, record: OutRecord, token: T, token_bytes: usize, retry: Retry) -> usize {
@@ -300,12 +331,12 @@ impl<T> Deliveries<T> {
             Err((KafkaError::MessageProduction(code), _)) if is_permanent(code) => {
                 self.refused_at_send.push((slot, code));
             }
-            Err((e, _)) => self.failed(slot, &e),
+            Err((e, _)) => self.failed(slot, &e, &error_label(&e)),
         }
     }
 
     /// Counts a failed attempt and schedules a re-send with backoff.
-    fn failed(&mut self, slot: usize, error: &KafkaError) {
+    fn failed<E: std::fmt::Display>(&mut self, slot: usize, error: &E, code: &str) {
         let Some(p) = self.pending.get_mut(&slot) else {
             return;
         };
@@ -314,7 +345,7 @@ impl<T> Deliveries<T> {
             first_failure && self.health.failing_records.fetch_add(1, Ordering::Relaxed) == 0;
         ProduceFailed {
             error,
-            code: &error_label(error),
+            code,
             topic: &p.record.topic,
             first_failure,
             first_record_failing,
@@ -391,16 +422,17 @@ impl<T> Deliveries<T> {
         let reports = std::mem::take(&mut self.buf);
         for (slot, outcome) in &reports {
             match outcome {
-                Ok(()) => {
+                Delivered::Acked => {
                     if let Some(p) = self.remove(*slot) {
                         self.health.brokers_down.store(false, Ordering::Relaxed);
                         out.push(Outcome::Acked(p.token));
                     }
                 }
-                Err(KafkaError::MessageProduction(code)) if is_permanent(*code) => {
+                Delivered::Unconfirmed => self.failed(*slot, &AckWithoutOffset, "AckWithoutOffset"),
+                Delivered::Failed(KafkaError::MessageProduction(code)) if is_permanent(*code) => {
                     out.extend(self.refused(*slot, *code));
                 }
-                Err(e) => self.failed(*slot, e),
+                Delivered::Failed(e) => self.failed(*slot, e, &error_label(e)),
             }
         }
         self.buf = reports;

@@ -103,6 +103,13 @@ impl IngestProducer {
                 "no acknowledgement within {} ms",
                 within.as_millis()
             )),
+            // Reported delivered without an offset: librdkafka's implicit
+            // acknowledgement after a failed request, persistence unknown
+            // (see kafka::delivery::Delivered::Unconfirmed). Not stored as
+            // far as we know: Codat retries it.
+            Ok(Ok(d)) if d.offset < 0 => {
+                Stored::No("reported delivered without an offset: persistence unknown".to_owned())
+            }
             Ok(Ok(_)) => Stored::Yes,
             Ok(Err((e, _))) if is_size_refusal(&e) => Stored::TooLarge(e),
             Ok(Err((e, _))) => Stored::No(e.to_string()),
