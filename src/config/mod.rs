@@ -680,9 +680,9 @@ impl Settings {
     /// librdkafka: a request not acknowledged within
     /// `receive.ack_timeout_ms` is answered 503 while its record stays
     /// queued (delivered when the broker returns: a duplicate of Codat's
-    /// retry, keyed the same). A timed-out record would make the
-    /// idempotent producer bump its epoch, which some brokers (tansu 0.6)
-    /// answer with a fatal ProducerFenced. The queue is bounded in bytes
+    /// retry, keyed the same, which `dedup` removes). Timing it out would
+    /// not spare that duplicate: a record in flight when its request is
+    /// answered 503 may already be written. The queue is bounded in bytes
     /// (64 MiB, not librdkafka's 1 GiB), so an outage bounds memory: when
     /// it is full, requests are answered 503 at their deadline.
     pub fn receive_producer_config(&self) -> ClientConfig {
@@ -758,8 +758,12 @@ impl Settings {
     pub fn consumer_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         // Defaults first, so pass-through properties can override them.
-        c.set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "true")
+        // KIP-848's protocol assigns on the broker, incrementally; librdkafka
+        // refuses a client-side assignor with it.
+        if !self.kafka.consumer_group_protocol_is_consumer() {
+            c.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        c.set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("auto.offset.reset", &self.ingest.auto_offset_reset)
             // Bound librdkafka's prefetch queue in bytes (its default is
@@ -877,6 +881,15 @@ impl Settings {
 }
 
 impl KafkaSettings {
+    /// Whether the consumer joins its group with KIP-848's protocol
+    /// (`group.protocol = consumer`) rather than the classic one.
+    pub fn consumer_group_protocol_is_consumer(&self) -> bool {
+        [&self.consumer, &self.common]
+            .iter()
+            .find_map(|props| props.get("group.protocol"))
+            .is_some_and(|v| v.trim() == "consumer")
+    }
+
     /// Environment keys arrive lower-cased with `_` where librdkafka has `.`.
     fn normalize_env_keys(&mut self) {
         for props in [&mut self.common, &mut self.consumer, &mut self.producer] {

@@ -122,6 +122,42 @@ fn check_kafka(s: &Settings, p: &mut Problems) {
         }
     }
     check_max_message_bytes(s, p);
+    check_group_protocol(s, p);
+}
+
+/// Consumer properties librdkafka refuses under KIP-848's protocol: the
+/// broker decides them (session, heartbeat) or assigns itself.
+const CLASSIC_ONLY: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol.type",
+];
+
+/// `group.protocol` is `classic` or `consumer`; with `consumer`, the
+/// classic protocol's client-side settings are refused by name here, not
+/// by librdkafka when the consumer is built.
+fn check_group_protocol(s: &Settings, p: &mut Problems) {
+    for (section, props) in [("consumer", &s.kafka.consumer), ("common", &s.kafka.common)] {
+        if let Some(v) = props.get("group.protocol")
+            && !["classic", "consumer"].contains(&v.trim())
+        {
+            p.add(format!(
+                "kafka.{section}.\"group.protocol\" must be \"classic\" or \"consumer\", not {v:?}"
+            ));
+        }
+    }
+    if !s.kafka.consumer_group_protocol_is_consumer() {
+        return;
+    }
+    for (section, props) in [("consumer", &s.kafka.consumer), ("common", &s.kafka.common)] {
+        for key in props.keys().filter(|k| CLASSIC_ONLY.contains(&k.as_str())) {
+            p.add(format!(
+                "kafka.{section}.\"{key}\" is not supported with group.protocol = \"consumer\" \
+                 (the broker's group.consumer.* settings decide it)"
+            ));
+        }
+    }
 }
 
 /// The smallest dead letter (reason, coordinates, sizes, digest) must fit
