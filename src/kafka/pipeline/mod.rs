@@ -84,9 +84,12 @@ const REWIND_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFER_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// How long without room (or a record waiting) before the partitions are
 /// paused, so the group keeps a member that holds back on purpose (its
-/// `max.poll.interval.ms` is 5 minutes by default). Not sooner: a resumed
-/// partition is fetched again from inside a record batch, which costs a
-/// re-fetch on Kafka and, on tansu 0.6, skips the rest of that batch.
+/// `max.poll.interval.ms` is 5 minutes by default). Not sooner: pausing
+/// drops librdkafka's prefetched records and a resume fetches them again
+/// from inside a record batch, while memory is already bounded without a
+/// pause (the prefetch queue in bytes, `DEFER_MAX_BYTES` kept). Chosen
+/// first for tansu 0.6, which skipped the rest of such a batch; kept on
+/// Apache Kafka for the re-fetch it saves (README, "Choices revisited").
 const PAUSE_AFTER: Duration = Duration::from_secs(30);
 
 /// How the run ended.
@@ -599,8 +602,7 @@ impl<'r> Io<'r> {
     /// kept for later, and once the wait lasts (or what is kept grows) the
     /// partitions are paused. Short waits (a type's first topic creation)
     /// do not pause: a pause and resume fetch again from inside a record
-    /// batch, which costs a re-fetch on Kafka and loses the rest of the
-    /// batch on tansu 0.6.
+    /// batch, a re-fetch of what was already prefetched.
     async fn drive<T>(&mut self, work: impl Future<Output = T>) -> T {
         let mut work = pin!(work);
         if let Poll::Ready(done) = futures::poll!(work.as_mut()) {
