@@ -14,7 +14,7 @@
 //! `bench-<i>`, with a `webhook-id` header.
 //!
 //! The contenders, each draining that same backlog (same N, same bodies,
-//! same partitions) on a FRESH tansu broker (memory store) of its own:
+//! same partitions) on a FRESH Apache Kafka broker (KRaft, one node) of its own:
 //!
 //! 1. **one-topic floor**: `examples/plain_forward.rs one-topic`, a
 //!    `BaseConsumer` + `BaseProducer` at librdkafka's defaults (nothing set
@@ -62,7 +62,7 @@
 //!
 //! Then the same drain (fan-out floor and connector) on librdkafka's mock
 //! cluster, in a process of its own (`examples/mock_kafka.rs`): a broker
-//! that does far less work than tansu, to show the connector's own
+//! that does far less work than Kafka, to show the connector's own
 //! ceiling. The mock keeps 5 MiB per partition, so its ingest topic has 64
 //! partitions and the backlog is capped (see `MOCK_BYTES_PER_PARTITION`); it
 //! has no CreateTopics API, so it is started with the output topics and the
@@ -73,13 +73,11 @@
 //! the output record being read, beside the broker alone measured the same
 //! way (the same reader, `fetch.wait.max.ms=5`, reading the ingest record).
 //! The connector's consumer keeps librdkafka's default `fetch.wait.max.ms`
-//! (500 ms); tansu appears to answer a fetch that finds nothing new only
-//! after that wait, even when records arrive meanwhile (the connector's p50
-//! sits near 500 ms at low rates), where Kafka answers when data arrives.
+//! (500 ms); Kafka answers a waiting fetch as soon as data arrives.
 //!
 //! Prints a markdown table and writes every figure to
 //! target/bench/pipeline.json. `BENCH_PERF=FILE` records a `perf` profile
-//! of the connector's drain on tansu.
+//! of the connector's drain on Kafka.
 
 #[path = "../tests/support/mod.rs"]
 #[allow(unused_imports)]
@@ -264,7 +262,7 @@ struct Routes {
 
 impl Routes {
     /// Every topic the connector writes to or creates at start-up: the
-    /// floor's broker must hold them (tansu does not create topics on
+    /// floor's broker must hold them (the broker does not create topics on
     /// produce; the connector creates types outside the catalog on first use).
     fn all_topics(&self, names: &Names) -> Vec<String> {
         let mut all = output_topics(names);
@@ -394,10 +392,6 @@ fn producer(bootstrap: &str, linger_ms: &str) -> Loader {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", linger_ms)
-        // Batches well under a consumer's default partition fetch limit
-        // (max.partition.fetch.bytes, 1 MiB): tansu 0.6 answers a fetch at
-        // an offset inside a batch with the next batch, so a batch split
-        // across two fetches would lose its tail.
         .set("batch.size", "262144")
         .set("queue.buffering.max.kbytes", "1048576")
         .set("message.timeout.ms", "300000")
@@ -442,28 +436,6 @@ fn load(bootstrap: &str, topic: &str, backlog: &Backlog<'_>, n: usize) -> Durati
     }
     assert_delivered(&p, "loading the backlog");
     start.elapsed()
-}
-
-/// Partitions the bench's ingest topics have at most (`--partitions`'s cap).
-const MAX_NUDGED_PARTITIONS: i32 = 64;
-
-/// One record to each ingest partition: advances tansu's trailing high
-/// watermark past the last batch (see `drain`).
-fn nudge(bootstrap: &str, topic: &str) {
-    let p = producer(bootstrap, "0");
-    let partitions = cluster_metadata(bootstrap)
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(MAX_NUDGED_PARTITIONS, |t| t.partitions().len() as i32);
-    for partition in 0..partitions {
-        let record = BaseRecord::<[u8], [u8]>::to(topic)
-            .partition(partition)
-            .payload(b"bench nudge: not a webhook");
-        p.send(record).expect("nudge");
-    }
-    assert_delivered(&p, "nudging the ingest partitions");
-    eprintln!("  (nudged {partitions} ingest partitions: tansu's trailing watermark)");
 }
 
 /// Creates `topics` with `partitions` each (replication: the broker's).
@@ -551,17 +523,6 @@ fn sample(pid: u32) -> Sample {
         cpu: proc_cpu(pid),
         ctx: proc_ctx(pid),
     }
-}
-
-/// The pid of the tansu process listening on `port`.
-fn tansu_pid(port: u16) -> Option<u32> {
-    let needle = format!("tcp://127.0.0.1:{port}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        (cmdline.contains("tansu") && cmdline.split('\0').any(|a| a == needle)).then_some(pid)
-    })
 }
 
 /// The 1-minute load average.
@@ -742,9 +703,7 @@ fn floor(
 /// statistics interval (its default, kept explicit): the connector runs at
 /// its own defaults otherwise. The former
 /// `kafka.consumer.max_partition_fetch_bytes = 10 MiB` override is gone:
-/// tansu does not need it for correctness as long as the backlog's batches
-/// fit in the default 1 MiB partition fetch (the loader keeps them at 256
-/// KiB; see `producer`), and the output count checks that nothing is lost.
+/// the output count checks that nothing is lost at the defaults.
 const CONNECTOR_ENV: &[(&str, &str)] = &[
     (
         "CODAT_STREAM__LOG__LEVEL",
@@ -795,7 +754,7 @@ fn start_connector(bootstrap: &str, names: &Names, extra: &[(&str, &str)]) -> Co
     let stderr = child.stderr.take().expect("stderr");
     let log = Arc::new(Mutex::new(Vec::new()));
     let (sink, raw_path) = (log.clone(), raw_log.clone());
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let Ok(mut raw) = std::fs::File::create(raw_path) else {
             return;
         };
@@ -812,6 +771,7 @@ fn start_connector(bootstrap: &str, names: &Names, extra: &[(&str, &str)]) -> Co
         log,
         raw_log,
         http,
+        reader: Some(reader),
     }
 }
 
@@ -871,7 +831,6 @@ fn drain(
                 .expect("perf")
         });
     let mut acknowledged = 0.0;
-    let mut nudged = false;
     let mut progress = Instant::now();
     while acknowledged < n as f64 {
         if progress.elapsed() >= Duration::from_secs(60) {
@@ -898,17 +857,6 @@ fn drain(
                 progress = Instant::now();
             }
             acknowledged = now;
-            // tansu 0.6: a partition's high watermark can trail its last
-            // batch, hiding it until something else is written there (real
-            // Kafka advances it once the write is replicated). Idle with
-            // records unread: one nudge record per ingest partition (a
-            // dead letter for the connector), once; outputs are then
-            // counted as N plus at most those nudges.
-            let idle = m.sum("codat_stream_in_flight_records", &[]) == 0.0;
-            if !nudged && idle && progress.elapsed() >= Duration::from_secs(3) {
-                nudge(bootstrap, &names.ingest);
-                nudged = true;
-            }
         }
         // Every 250 ms: a scrape costs the connector CPU (at every 20 ms the
         // scrapes were a third of its CPU in a profile of the drain); the end
@@ -977,7 +925,7 @@ fn now_us() -> u64 {
 /// connector and measures send -> output-readable latency from a header
 /// carried through, beside send -> ingest-readable by the same reader.
 fn steady(backlog: &Backlog<'_>, rate: u64, secs: u64, partitions: i32) -> Latency {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let bootstrap = broker.bootstrap();
     let names = Names::new();
     broker.create_topic(&names.ingest, partitions);
@@ -1147,15 +1095,15 @@ const OUTPUT_PARTITIONS: i32 = 3;
 
 // ---------------------------------------------------------------- contenders
 
-/// A fresh tansu broker with `names.ingest` holding the backlog and
+/// A fresh Apache Kafka broker with `names.ingest` holding the backlog and
 /// `outputs` created: (broker, seconds the load took).
-fn fresh_tansu(
+fn fresh_kafka(
     backlog: &Backlog<'_>,
     partitions: i32,
     names: &Names,
     outputs: &[String],
 ) -> (Broker, f64) {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     broker.create_topic(&names.ingest, partitions);
     if !outputs.is_empty() {
         create_topics(&broker.bootstrap(), outputs, OUTPUT_PARTITIONS);
@@ -1164,8 +1112,8 @@ fn fresh_tansu(
     (broker, took.as_secs_f64())
 }
 
-/// The connector's other modes, each measured on the mock cluster against
-/// its at-least-once run: de-duplication on (every id new: the window and
+/// The connector's other modes, each measured on Kafka and on the mock
+/// cluster against the at-least-once run on the same broker: de-duplication on (every id new: the window and
 /// changelog cost, nothing suppressed), and exactly-once (transactions of
 /// the default size; the mock cluster speaks the transaction protocol, so
 /// every coordinator round trip is paid, though it stores no transactional
@@ -1270,7 +1218,7 @@ fn main() {
     let load_start = loadavg();
     let dir = tempfile::tempdir().expect("temp dir");
 
-    // The tansu contenders, each on a broker of its own.
+    // The Apache Kafka contenders, each on a broker of its own.
     eprintln!(
         "codat-stream end-to-end benchmark: {} webhooks ({} templates), {} ingest partitions, {} cores, load average {:.2}",
         a.events,
@@ -1279,29 +1227,29 @@ fn main() {
         cores,
         load_start,
     );
-    eprintln!("tansu: one-topic floor (plain client, librdkafka defaults)...");
+    eprintln!("kafka: one-topic floor (plain client, librdkafka defaults)...");
     let names = Names::new();
     let one_topic_out = format!("{}.forwarded", names.ingest);
-    let (broker, load_secs) = fresh_tansu(
+    let (broker, load_secs) = fresh_kafka(
         &backlog,
         a.partitions,
         &names,
         std::slice::from_ref(&one_topic_out),
     );
     let mut one_topic = floor(
-        "tansu: plain one-topic floor",
+        "kafka: plain one-topic floor",
         &broker.bootstrap(),
         &names.ingest,
         a.events,
         FloorMode::OneTopic(&one_topic_out),
-        tansu_pid(broker.port),
+        broker.pid(),
     );
     one_topic.load_secs = load_secs;
     eprintln!("  {:.0}/s", one_topic.rate());
     drop(broker);
 
     eprintln!(
-        "tansu: fan-out floor (plain client, the connector's topics, keys, headers, lz4, idempotence)..."
+        "kafka: fan-out floor (plain client, the connector's topics, keys, headers, lz4, idempotence)..."
     );
     let names = Names::new();
     let routes = route_table(&backlog, &names, dir.path());
@@ -1313,34 +1261,54 @@ fn main() {
         routes.dead_letters
     );
     let (broker, load_secs) =
-        fresh_tansu(&backlog, a.partitions, &names, &routes.all_topics(&names));
+        fresh_kafka(&backlog, a.partitions, &names, &routes.all_topics(&names));
     let mut fan_out = floor(
-        "tansu: plain fan-out floor",
+        "kafka: plain fan-out floor",
         &broker.bootstrap(),
         &names.ingest,
         a.events,
         FloorMode::FanOut(&routes.path),
-        tansu_pid(broker.port),
+        broker.pid(),
     );
     fan_out.load_secs = load_secs;
     eprintln!("  {:.0}/s", fan_out.rate());
     drop(broker);
 
-    eprintln!("tansu: connector backlog drain...");
+    eprintln!("kafka: connector backlog drain...");
     let names = Names::new();
-    let (broker, load_secs) = fresh_tansu(&backlog, a.partitions, &names, &[]);
+    let (broker, load_secs) = fresh_kafka(&backlog, a.partitions, &names, &[]);
     let mut connector = drain(
-        "tansu: codat-stream",
+        "kafka: codat-stream",
         &broker.bootstrap(),
         &names,
         a.events,
         &[],
-        tansu_pid(broker.port),
+        broker.pid(),
         true,
     );
     connector.load_secs = load_secs;
     eprintln!("  {:.0}/s", connector.rate());
     drop(broker);
+    let kafka_modes: Vec<Run> = MODES
+        .iter()
+        .map(|(label, extra)| {
+            eprintln!("kafka: connector {label}...");
+            let names = Names::new();
+            let (broker, load_secs) = fresh_kafka(&backlog, a.partitions, &names, &[]);
+            let mut run = drain(
+                &format!("kafka: codat-stream {label}"),
+                &broker.bootstrap(),
+                &names,
+                a.events,
+                extra,
+                broker.pid(),
+                true,
+            );
+            run.load_secs = load_secs;
+            eprintln!("  {:.0}/s", run.rate());
+            run
+        })
+        .collect();
 
     // The mock cluster: a cheaper broker, the connector's own ceiling. Its
     // partitions keep 5 MiB, so the backlog is capped to fit.
@@ -1395,7 +1363,7 @@ fn main() {
     let mut latencies = Vec::new();
     for rate in &a.rates {
         eprintln!(
-            "tansu: connector at a steady {rate}/s for {} s...",
+            "kafka: connector at a steady {rate}/s for {} s...",
             a.rate_secs
         );
         latencies.push(steady(&backlog, *rate, a.rate_secs, a.partitions));
@@ -1425,6 +1393,9 @@ fn main() {
     row(&one_topic, Some(&fan_out));
     row(&fan_out, None);
     row(&connector, Some(&fan_out));
+    for m in &kafka_modes {
+        row(m, Some(&fan_out));
+    }
     if let Some((f, c, modes)) = &mock {
         row(f, None);
         row(c, Some(f));
@@ -1439,13 +1410,26 @@ fn main() {
         })
     };
     print!("Broker CPU-µs/event over each drain:");
-    for r in [&one_topic, &fan_out, &connector].into_iter().chain(
-        mock.iter()
-            .flat_map(|(f, c, m)| [f, c].into_iter().chain(m)),
-    ) {
+    for r in [&one_topic, &fan_out, &connector]
+        .into_iter()
+        .chain(&kafka_modes)
+        .chain(
+            mock.iter()
+                .flat_map(|(f, c, m)| [f, c].into_iter().chain(m)),
+        )
+    {
         print!(" {} {};", r.label, broker_cpu(r));
     }
     println!();
+    for m in &kafka_modes {
+        println!(
+            "{} vs kafka: codat-stream (at-least-once, same run): {:.2}x events/s, {:.2}x CPU-µs/event ({:+.1} µs).",
+            m.label,
+            m.rate() / connector.rate(),
+            m.cpu_us() / connector.cpu_us(),
+            m.cpu_us() - connector.cpu_us()
+        );
+    }
     if let Some((_, c, modes)) = &mock {
         for m in modes {
             println!(
@@ -1464,7 +1448,7 @@ fn main() {
     );
     println!();
     println!(
-        "| offered rate (tansu) | received/sent | p50 | p99 | p99.9 | max | broker alone p50 / p99 | CPU-µs/event | ctx switches/event | peak RSS |"
+        "| offered rate (kafka) | received/sent | p50 | p99 | p99.9 | max | broker alone p50 / p99 | CPU-µs/event | ctx switches/event | peak RSS |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for l in &latencies {
@@ -1495,14 +1479,18 @@ fn main() {
         "cores": cores,
         "load_average_start": load_start,
         "load_average_end": load_end,
-        "tansu": {
+        "kafka": {
             "one_topic_floor": one_topic.json(),
             "fan_out_floor": fan_out.json(),
             "connector": connector.json(),
             "one_topic_floor_vs_fan_out_floor": one_topic.versus(&fan_out),
             "connector_vs_fan_out_floor": connector.versus(&fan_out),
             "connector_outputs_equal_inputs": connector.counted == Some(a.events),
-        "connector_outputs_note": "N plus at most one nudge record per ingest partition when tansu's trailing watermark hid a last batch",
+            "modes": kafka_modes.iter().map(|m| json!({
+                "run": m.json(),
+                "vs_at_least_once": m.versus(&connector),
+                "outputs_equal_inputs": m.counted == Some(a.events),
+            })).collect::<Vec<_>>(),
         },
         "mock_cluster": mock.as_ref().map(|(f, c, modes)| json!({
             "events": mock_events,
@@ -1530,10 +1518,7 @@ fn main() {
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json"))
         .expect("write report");
     println!("\nreport: {}", path.display());
-    // N, plus at most one nudge per partition (see `drain`).
-    let counted_ok = connector
-        .counted
-        .is_some_and(|c| c >= a.events && c <= a.events + MAX_NUDGED_PARTITIONS as usize);
+    let counted_ok = connector.counted == Some(a.events);
     if !counted_ok {
         eprintln!(
             "OUTPUT COUNT {:?} != INPUT COUNT {}",

@@ -20,7 +20,7 @@
 //! unique id each, signed beforehand (Standard Webhooks, one secret).
 //!
 //! The contenders: `codat-stream receive` (release) producing each body to
-//! a fresh tansu broker's 6-partition topic with `acks=all` and answering
+//! a fresh Apache Kafka broker's 6-partition topic with `acks=all` and answering
 //! 200 only once acknowledged; and the plain server. Over the load window,
 //! from /proc of each server's own process: requests/s answered, p50 and
 //! p99 latency, CPU-µs per request (utime+stime), peak RSS (VmHWM). The
@@ -168,7 +168,7 @@ fn main() {
     let work = deliveries(total);
 
     // codat-stream receive on a fresh broker.
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::start();
     let topic = unique("bench-ingest").replace('-', "_");
     broker.create_topic(&topic, 6);
     let receiver = Receiver::start(

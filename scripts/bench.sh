@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end benchmark (benches/pipeline.rs): the connector against a
 # plain librdkafka client doing the same Kafka work (examples/plain_forward.rs),
-# each in its own process on a fresh tansu broker, then both on librdkafka's
+# each in its own process on a fresh Apache Kafka broker (KRaft, one node),
+# then the delivery modes there, then both on librdkafka's
 # mock cluster (examples/mock_kafka.rs, its own process), then steady-rate
 # latency. Prints a table and writes target/bench/pipeline.json. Options
 # pass through:
@@ -9,11 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TANSU_VERSION=0.6.0
-export PATH="$HOME/.cargo/bin:$PATH"
-if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    echo "== installing tansu $TANSU_VERSION (a few minutes, once per machine)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+# The Apache Kafka broker the tests use (scripts/test.sh installs its jars).
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
+if [ ! -f "target/kafka/libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$PWD/target/kafka/libs"
 fi
 # cargo bench does not build examples; the bench finds them next to its own
 # executable, in the release profile's directory (<target>/release/examples).

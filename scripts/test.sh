@@ -4,8 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TANSU_VERSION=0.6.0
-
 need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
@@ -15,17 +13,27 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # A real Prometheus and promtool check the shipped rules and dashboard.
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+# Apache Kafka, the broker of the integration tests, runs on the JVM; Maven
+# fetches its jars.
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing ${need_apt[*]} (librdkafka's build needs; Prometheus for the observability tests)"
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
-# The real-broker tests start tansu (a Kafka-compatible broker) themselves.
-export PATH="$HOME/.cargo/bin:$PATH"
-if ! tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    echo "== installing tansu $TANSU_VERSION (a few minutes, once per machine)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+# The integration tests start Apache Kafka themselves (tests/support/broker.rs)
+# from the jars of the version scripts/kafka/pom.xml pins, fetched once.
+KAFKA_LIBS=target/kafka/libs
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
+if [ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+    echo "== installing Apache Kafka $KAFKA_VERSION into $KAFKA_LIBS (Maven, once per machine)"
+    rm -rf "$KAFKA_LIBS"
+    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$PWD/$KAFKA_LIBS"
 fi
+# Each test broker's data and log; a failing test's are kept until the next run.
+rm -rf target/kafka-runs
 
 # Confluent's own Python client decodes the connector's records in a test;
 # fastavro checks the single-object fingerprints and decodes by them;

@@ -1,31 +1,17 @@
 //! Exactly-once mode (`delivery.guarantee = "exactly-once"`) through the
-//! real binary.
-//!
-//! On librdkafka's mock cluster (its own process, `support::mock_kafka`):
-//! the transaction protocol end to end (init, begin, outputs and offsets in
-//! the transaction, commit); `tests/dedup.rs` runs its retry scenario in
-//! this mode too.
-//! The mock answers transaction requests without their effects: its
-//! TxnOffsetCommit stores no offsets and its EndTxn writes no markers, so
-//! "offsets committed in the transaction" and "read_committed hides an
-//! aborted transaction" cannot be observed on it; tansu 0.6 has no
-//! transactions at all; and the mock's fencing lets an older producer go
-//! on. The crash and fencing tests therefore run against a broker you name
-//! (`CODAT_STREAM_TXN_BOOTSTRAP=host:port`, e.g. Apache Kafka or Redpanda:
-//! `cargo test --test exactly_once -- --ignored`), and are ignored
-//! otherwise. crabka-broker 0.3.6 (crates.io) was tried: it fences
-//! librdkafka's transactional producer at its first AddPartitionsToTxn
-//! ("old epoch"), and librdkafka cannot parse its Fetch v16 responses.
+//! real binary, on Apache Kafka (`Broker::shared`, one KRaft node): outputs
+//! and offsets in committed transactions, three SIGKILLs and a rebalance
+//! with each input exactly once on the outputs (`read_committed`), a zombie
+//! fenced by a newer instance, and a revoke mid-transaction whose aborted
+//! outputs stay invisible. The crash and revoke tests run under both
+//! consumer group protocols (`classic`, and KIP-848's `consumer`).
+//! `tests/dedup.rs` runs its retry scenario in this mode too.
 
 mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use support::mock_kafka::MockKafka;
 use support::*;
 
 const PARTITIONS: i32 = 4;
@@ -37,13 +23,22 @@ const TYPES: [&str; 4] = [
     "read.completed",
 ];
 
-fn env(id: &'static str) -> Vec<(&'static str, &'static str)> {
-    vec![
+/// The connector's settings for exactly-once with transactional id
+/// `<group>-<id>` (unique per test, shared by instances given the same
+/// `id`), under consumer group `protocol`.
+fn env(names: &Names, id: &str, protocol: &str) -> Vec<(&'static str, &'static str)> {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut e = vec![
         ("CODAT_STREAM__TOPICS__CREATE", "false"),
         ("CODAT_STREAM__DELIVERY__GUARANTEE", "exactly-once"),
-        ("CODAT_STREAM__DELIVERY__TRANSACTIONAL_ID", id),
+        (
+            "CODAT_STREAM__DELIVERY__TRANSACTIONAL_ID",
+            leak(format!("{}-{id}", names.group)),
+        ),
         ("CODAT_STREAM__DELIVERY__TRANSACTION_MAX_MS", "100"),
-    ]
+    ];
+    e.extend(group_protocol_env(protocol));
+    e
 }
 
 /// Every topic the connector writes, and the ingest topic.
@@ -57,22 +52,19 @@ fn topics(names: &Names) -> Vec<(String, i32)> {
     t
 }
 
-fn mock_with_topics(names: &Names) -> MockKafka {
-    let topics = topics(names);
-    let refs: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-    MockKafka::start(1, &refs)
-}
-
-/// A mock cluster with the deployment's topics and `n` generated records
-/// (one in 50 a dead letter) on the ingest topic: (names, the cluster,
-/// its bootstrap, the input ids).
-fn loaded_mock(n: usize) -> (Names, MockKafka, String, Vec<String>) {
+/// A fresh deployment on the shared broker: its topics, and `n` generated
+/// records (one in 50 a dead letter) on the ingest topic: (names, the
+/// bootstrap, the input ids).
+fn loaded(n: usize) -> (Names, String, Vec<String>) {
     let names = Names::new();
-    let mock = mock_with_topics(&names);
-    let bootstrap = mock.bootstrap();
+    let broker = Broker::shared();
+    for (t, p) in topics(&names) {
+        broker.create_topic(&t, p);
+    }
+    let bootstrap = broker.bootstrap();
     let (inputs, ids): (Vec<Input>, Vec<String>) = generated_inputs(n, 50).into_iter().unzip();
     produce(&bootstrap, &names.ingest, &inputs);
-    (names, mock, bootstrap, ids)
+    (names, bootstrap, ids)
 }
 
 /// Reads every output topic `read_committed` (librdkafka's default) for
@@ -122,12 +114,13 @@ fn settled(c: &Connector, n: f64) {
 
 /// The transaction protocol end to end: 5,000 records (one in 50 a dead
 /// letter) in transactions of at most 100 ms; every transaction commits,
-/// none aborts, and each input's output is read once.
+/// none aborts, each input's output is read once, and the offsets
+/// committed inside the transactions are the group's committed offsets.
 #[test]
 fn outputs_and_offsets_go_into_committed_transactions() {
     const N: usize = 5_000;
-    let (names, _mock, bootstrap, ids) = loaded_mock(N);
-    let mut c = Connector::start(&bootstrap, &names, &env("eos-protocol"));
+    let (names, bootstrap, ids) = loaded(N);
+    let mut c = Connector::start(&bootstrap, &names, &env(&names, "a", "classic"));
     settled(&c, N as f64);
     wait_for(
         "the last transaction committed",
@@ -147,38 +140,15 @@ fn outputs_and_offsets_go_into_committed_transactions() {
         m.sum("codat_stream_transactions_total", &[("outcome", "aborted")]),
         0.0
     );
+    assert_eq!(
+        committed_total(&bootstrap, &names.group, &names.ingest, PARTITIONS),
+        N as i64,
+        "the transactions committed the group's offsets up to the end"
+    );
     c.sigterm();
     assert!(c.wait_exit(Duration::from_secs(60)).success());
     let (seen, total) = seen_ids(&bootstrap, &names, N);
     assert_each_once(&seen, total, &ids);
-}
-
-// ------------------------------------------------- on a broker you name
-
-/// The broker named by `CODAT_STREAM_TXN_BOOTSTRAP`.
-fn named_broker() -> String {
-    std::env::var("CODAT_STREAM_TXN_BOOTSTRAP")
-        .expect("CODAT_STREAM_TXN_BOOTSTRAP=host:port of a broker with transactions")
-}
-
-fn create_topics(bootstrap: &str, names: &Names) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    let new: Vec<(String, i32)> = topics(names);
-    let new: Vec<NewTopic> = new
-        .iter()
-        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
-        .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for r in rt.block_on(admin.create_topics(&new, &opts)).unwrap() {
-        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e:?}"));
-    }
 }
 
 /// Waits until the group committed at least `at` offsets in total.
@@ -208,15 +178,19 @@ fn random_fraction(salt: u64) -> f64 {
 /// rebalance), then a SIGTERM: a `read_committed` reader of every output
 /// topic (envelopes and dead letters) sees each input exactly once.
 #[test]
-#[ignore = "needs a broker with transactions: CODAT_STREAM_TXN_BOOTSTRAP=host:port"]
 fn kills_and_a_rebalance_leave_each_input_exactly_once_on_the_outputs() {
+    kills_and_a_rebalance("classic");
+}
+
+#[test]
+fn kills_and_a_rebalance_leave_each_input_exactly_once_under_kip_848() {
+    kills_and_a_rebalance("consumer");
+}
+
+fn kills_and_a_rebalance(protocol: &str) {
     const N: usize = 50_000;
-    let bootstrap = named_broker();
-    let names = Names::new();
-    create_topics(&bootstrap, &names);
-    let (inputs, ids): (Vec<Input>, Vec<String>) = generated_inputs(N, 50).into_iter().unzip();
-    produce(&bootstrap, &names.ingest, &inputs);
-    let a_env = env("eos-a");
+    let (names, bootstrap, ids) = loaded(N);
+    let a_env = env(&names, "a", protocol);
     for k in 0..3u64 {
         // Three kill points, each in its own fifth of the input, at random.
         let at = (k as f64 + random_fraction(k)) / 5.0;
@@ -227,7 +201,8 @@ fn kills_and_a_rebalance_leave_each_input_exactly_once_on_the_outputs() {
     }
     let mut a = Connector::start(&bootstrap, &names, &a_env);
     progress(&bootstrap, &names, (N * 7 / 10) as i64);
-    let mut b = Connector::start(&bootstrap, &names, &env("eos-b"));
+    assert_group_protocol(&bootstrap, &names.group, protocol);
+    let mut b = Connector::start(&bootstrap, &names, &env(&names, "b", protocol));
     wait_for("B assigned partitions", Duration::from_secs(60), || {
         b.metric("codat_stream_assigned_partitions") > 0.0
     });
@@ -241,25 +216,30 @@ fn kills_and_a_rebalance_leave_each_input_exactly_once_on_the_outputs() {
     assert_each_once(&seen, total, &ids);
 }
 
-/// A second instance with the same transactional id fences the first: the
-/// first stops with an error (it may no longer write), the second carries on
-/// and finishes the input.
+/// A second instance with the same transactional id fences the first (a
+/// zombie: it is still running and holds records): the first stops with
+/// exit 1 and says it was fenced, the second carries on and finishes the
+/// input, and nothing the zombie sent after the fence is ever committed:
+/// each input is on the outputs exactly once.
 #[test]
-#[ignore = "needs a broker with transactions: CODAT_STREAM_TXN_BOOTSTRAP=host:port"]
 fn a_newer_instance_with_the_same_transactional_id_fences_the_older() {
     const N: usize = 2_000;
-    let bootstrap = named_broker();
     let names = Names::new();
-    create_topics(&bootstrap, &names);
-    let (inputs, _): (Vec<Input>, Vec<String>) = generated_inputs(N, 50).into_iter().unzip();
+    let broker = Broker::shared();
+    for (t, p) in topics(&names) {
+        broker.create_topic(&t, p);
+    }
+    let bootstrap = broker.bootstrap();
+    let (inputs, ids): (Vec<Input>, Vec<String>) = generated_inputs(N, 50).into_iter().unzip();
     produce(&bootstrap, &names.ingest, &inputs[..N / 2]);
-    let mut a = Connector::start(&bootstrap, &names, &env("eos-same"));
+    let same = env(&names, "same", "classic");
+    let mut a = Connector::start(&bootstrap, &names, &same);
     settled(&a, (N / 2) as f64);
-    let mut b = Connector::start(&bootstrap, &names, &env("eos-same"));
+    let mut b = Connector::start(&bootstrap, &names, &same);
     b.wait_started(Duration::from_secs(60));
     produce(&bootstrap, &names.ingest, &inputs[N / 2..]);
     let status = a.wait_exit(Duration::from_secs(120));
-    assert!(!status.success(), "the fenced instance exits with an error");
+    assert_eq!(status.code(), Some(1), "the fenced instance exits 1");
     assert!(
         a.raw_log_text().contains("fenced"),
         "it says it was fenced:\n{}",
@@ -268,23 +248,34 @@ fn a_newer_instance_with_the_same_transactional_id_fences_the_older() {
     wait_for("B took every partition", Duration::from_secs(60), || {
         b.metric("codat_stream_assigned_partitions") == PARTITIONS as f64
     });
+    progress(&bootstrap, &names, N as i64);
     b.sigterm();
     assert!(b.wait_exit(Duration::from_secs(60)).success());
+    let (seen, total) = seen_ids(&bootstrap, &names, N);
+    assert_each_once(&seen, total, &ids);
 }
 
 /// A second instance joining mid-stream revokes partitions from the first
 /// during a transaction: the first aborts it (the abort must finish with
 /// outputs in flight: the purged records' reports are served), rewinds,
-/// commits transactions again, and both stop cleanly. Every input is on
-/// the outputs; on the mock that cannot tell a lost record, since the
-/// aborted outputs stay visible there (no markers): the crash test on a
-/// real broker can.
+/// commits transactions again, and both stop cleanly. The aborted outputs
+/// are invisible to `read_committed` and the new owner resumes from the
+/// committed offsets: each input exactly once.
 #[test]
 fn a_revoke_mid_transaction_aborts_and_the_instance_goes_on() {
+    revoke_mid_transaction("classic");
+}
+
+#[test]
+fn a_revoke_mid_transaction_aborts_and_the_instance_goes_on_under_kip_848() {
+    revoke_mid_transaction("consumer");
+}
+
+fn revoke_mid_transaction(protocol: &str) {
     const N: usize = 3_000;
-    let (names, _mock, bootstrap, ids) = loaded_mock(N);
+    let (names, bootstrap, ids) = loaded(N);
     // Slow (about 100/s) so that B joins mid-stream.
-    let mut a_env = env("eos-revoke-a");
+    let mut a_env = env(&names, "a", protocol);
     a_env.push(("CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT", "10"));
     a_env.push(("CODAT_STREAM__KAFKA__PRODUCER__LINGER_MS", "100"));
     // Long transactions: one is open whenever the revoke lands.
@@ -293,7 +284,8 @@ fn a_revoke_mid_transaction_aborts_and_the_instance_goes_on() {
     a_env.push(("CODAT_STREAM__DELIVERY__TRANSACTION_MAX_RECORDS", "1000000"));
     let mut a = Connector::start(&bootstrap, &names, &a_env);
     settled(&a, 200.0);
-    let mut b = Connector::start(&bootstrap, &names, &env("eos-revoke-b"));
+    assert_group_protocol(&bootstrap, &names.group, protocol);
+    let mut b = Connector::start(&bootstrap, &names, &env(&names, "b", protocol));
     wait_for(
         "A aborted a transaction on the revoke",
         Duration::from_secs(60),
@@ -311,8 +303,7 @@ fn a_revoke_mid_transaction_aborts_and_the_instance_goes_on() {
     };
     let at_abort = committed(&a);
     b.wait_started(Duration::from_secs(60));
-    let (seen, _) = seen_ids(&bootstrap, &names, N);
-    assert_all_seen(&seen, &ids);
+    progress(&bootstrap, &names, N as i64);
     assert!(committed(&a) > at_abort, "A commits again after the abort");
     a.sigterm();
     b.sigterm();
@@ -324,4 +315,6 @@ fn a_revoke_mid_transaction_aborts_and_the_instance_goes_on() {
         b.wait_exit(Duration::from_secs(60)).success(),
         "B stops cleanly"
     );
+    let (seen, total) = seen_ids(&bootstrap, &names, N);
+    assert_each_once(&seen, total, &ids);
 }

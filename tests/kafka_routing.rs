@@ -32,7 +32,7 @@ fn expected_rows() -> Vec<(String, String, String, String)> {
 
 #[test]
 fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let names = Names::new();
     broker.create_topic(&names.ingest, 3);
 
@@ -304,7 +304,7 @@ fn fixtures_route_by_type_and_bad_bodies_are_dead_lettered() {
 /// With `topics.create = false` none is created.
 #[test]
 fn output_topics_are_created_at_start_up_as_configured_or_not_at_all() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let names = Names::new();
     broker.create_topic(&names.ingest, 1);
     let dir = tempfile::tempdir().unwrap();

@@ -45,7 +45,7 @@ fn registry_env(url: &str) -> Vec<(&'static str, String)> {
 
 #[test]
 fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let registry = TestRegistry::start(None);
     let names = Names::new();
     broker.create_topic(&names.ingest, 2);
@@ -167,10 +167,6 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
         .env_clear()
         .env("CODAT_STREAM__KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())
         .env("CODAT_STREAM__SCHEMA_REGISTRY__URL", registry.url())
-        .env(
-            "CODAT_STREAM__KAFKA__CONSUMER__FETCH_MAX_BYTES",
-            "104857600",
-        )
         .output()
         .unwrap();
     let lines = json_lines(&cli, "codat-stream decode");
@@ -194,7 +190,7 @@ fn envelopes_carry_registered_ids_and_confluents_client_decodes_them() {
 
 #[test]
 fn a_registry_outage_holds_records_and_readiness_until_it_returns() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let registry = TestRegistry::start(None);
     let mut proxy = Proxy::new(registry.port);
     proxy.up();
@@ -297,7 +293,7 @@ fn a_registry_outage_holds_records_and_readiness_until_it_returns() {
 
 #[test]
 fn a_registry_refusing_at_start_up_is_a_clear_error() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let registry = TestRegistry::start(Some(("svc", "right")));
     let names = Names::new();
     broker.create_topic(&names.ingest, 1);
@@ -343,7 +339,7 @@ fn regex_subject(log: &str) -> String {
 
 #[test]
 fn record_name_strategy_registers_one_subject_for_every_topic() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let registry = TestRegistry::start(None);
     let names = Names::new();
     broker.create_topic(&names.ingest, 1);
@@ -389,7 +385,7 @@ fn record_name_strategy_registers_one_subject_for_every_topic() {
 fn a_registry_answering_5xx_or_not_at_all_holds_records_until_it_recovers() {
     use support::registry::Failure;
     for failure in [Failure::ServerError, Failure::Silent] {
-        let broker = Broker::start(Storage::Memory);
+        let broker = Broker::shared();
         let registry = TestRegistry::start(None);
         let names = Names::new();
         broker.create_topic(&names.ingest, 1);

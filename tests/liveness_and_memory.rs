@@ -206,7 +206,7 @@ fn acknowledged(c: &Connector) -> f64 {
 /// again, and records produced afterwards are drained.
 #[test]
 fn healthz_answers_503_while_the_loop_thread_is_stopped_and_200_once_it_moves() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let names = Names::new();
     broker.create_topic(&names.ingest, 2);
     let timeout = LIVENESS_TIMEOUT_MS.to_string();
@@ -272,9 +272,8 @@ fn healthz_answers_503_while_the_loop_thread_is_stopped_and_200_once_it_moves() 
 /// when that default changes.
 const QUEUED_MAX_MESSAGES_KBYTES: i64 = 32_768;
 
-/// `fetch.max.bytes` for this test: tests/support's `Connector::start`
-/// raises it to 100 MB for tansu, which would let one fetch response
-/// dwarf the prefetch bound. Unset, librdkafka uses
+/// `fetch.max.bytes` for this test, set explicitly so the ceiling below
+/// cannot move with librdkafka's defaults. Unset, librdkafka uses
 /// min(its 50 MB default, queued.max.messages.kbytes) (its
 /// `rd_kafka_conf_finalize`), which is what a deployment without the
 /// override gets; the test sets exactly that.
@@ -338,7 +337,7 @@ fn proc_status_bytes(pid: u32, field: &str) -> u64 {
 #[test]
 fn prefetch_stays_bounded_in_bytes_and_rss_under_100_mb_through_a_150_mb_backlog() {
     let started = Instant::now();
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let names = Names::new();
     broker.create_topic(&names.ingest, 4);
     let inputs: Vec<Input> = (0..RECORDS).map(|i| Input::body(big_body(i))).collect();

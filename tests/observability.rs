@@ -244,7 +244,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
 
 #[test]
 fn prometheus_scrapes_the_connector_and_every_dashboard_and_rule_query_returns_data() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let names = Names::new();
     broker.create_topic(&names.ingest, 2);
     let connector = Connector::start(&broker.bootstrap(), &names, &[]);
@@ -383,7 +383,7 @@ fn readiness_answers_503_while_draining_and_liveness_stays_ok() {
     // gave a window a loaded machine could miss).
     let broker_port = free_port();
     let mut proxy = Proxy::new(broker_port);
-    let broker = Broker::start_advertising(Storage::Memory, broker_port, proxy.port);
+    let broker = Broker::start_advertising(broker_port, proxy.port);
     proxy.up();
     let names = Names::new();
     broker.create_topic(&names.ingest, 2);
@@ -708,7 +708,7 @@ fn readme_receive_metrics() -> Vec<String> {
 fn receive_alerts_go_pending_and_receive_queries_return_data() {
     let broker_port = free_port();
     let mut proxy = Proxy::new(broker_port);
-    let broker = Broker::start_advertising(Storage::Memory, broker_port, proxy.port);
+    let broker = Broker::start_advertising(broker_port, proxy.port);
     proxy.up();
     let topic = unique("ingest").replace('-', "_");
     broker.create_topic(&topic, 2);
@@ -766,6 +766,12 @@ fn receive_alerts_go_pending_and_receive_queries_return_data() {
         }
     };
     let mut n = 0;
+    // The first record to a just-created topic can take longer than the
+    // 500 ms deadline (producer id, partition leaders): warm up first.
+    wait_for("a first delivery stored", Duration::from_secs(30), || {
+        n += 1;
+        post(&format!("warm-{n}"), false) == 200
+    });
     wait_for(
         "CodatStreamReceiveSignatureFailures pending",
         Duration::from_secs(120),

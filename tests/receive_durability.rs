@@ -68,7 +68,7 @@ fn keys_on(bootstrap: &str, topic: &str, want: &[String]) -> HashMap<String, usi
 fn a_broker_outage_is_answered_503_within_the_deadline_and_retries_lose_nothing() {
     let broker_port = free_port();
     let mut proxy = Proxy::new(broker_port);
-    let broker = Broker::start_advertising(Storage::Memory, broker_port, proxy.port);
+    let broker = Broker::start_advertising(broker_port, proxy.port);
     proxy.up();
     let topic = unique("ingest").replace('-', "_");
     broker.create_topic(&topic, 2);
@@ -155,7 +155,7 @@ fn a_broker_outage_is_answered_503_within_the_deadline_and_retries_lose_nothing(
 fn sigterm_stops_accepting_and_finishes_in_flight_requests_then_exits_0() {
     let broker_port = free_port();
     let mut proxy = Proxy::new(broker_port);
-    let broker = Broker::start_advertising(Storage::Memory, broker_port, proxy.port);
+    let broker = Broker::start_advertising(broker_port, proxy.port);
     proxy.up();
     let topic = unique("ingest").replace('-', "_");
     broker.create_topic(&topic, 2);

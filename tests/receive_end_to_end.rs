@@ -60,7 +60,7 @@ fn rust_signed(id: &str, ts: i64, body: &[u8]) -> HeaderList {
 
 #[test]
 fn a_python_signed_seed_webhook_flows_receive_to_ingest_to_run_to_its_topic() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let names = Names::new();
     broker.create_topic(&names.ingest, 2);
     let receiver = Receiver::start(&broker.bootstrap(), &names.ingest, &[]);

@@ -44,7 +44,7 @@ fn head(headers: &HeaderList, extra: &str) -> Vec<u8> {
 
 #[test]
 fn hostile_requests_get_their_status_with_bounded_work_and_nothing_is_stored() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let topic = unique("ingest").replace('-', "_");
     broker.create_topic(&topic, 1);
     let receiver = Receiver::start(

@@ -43,7 +43,7 @@ const CONNECTIONS: usize = 64;
 #[test]
 fn a_burst_of_20000_deliveries_from_64_connections_each_2xx_on_the_topic_exactly_once() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let topic = unique("ingest").replace('-', "_");
     broker.create_topic(&topic, 4);
     let receiver = Receiver::start(&broker.bootstrap(), &topic, &[]);
@@ -143,7 +143,7 @@ fn a_burst_of_20000_deliveries_from_64_connections_each_2xx_on_the_topic_exactly
 #[test]
 fn a_slow_client_flood_starves_neither_healthz_nor_real_deliveries() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let topic = unique("ingest").replace('-', "_");
     broker.create_topic(&topic, 2);
     let receiver = Receiver::start(

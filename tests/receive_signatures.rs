@@ -19,7 +19,7 @@ fn event_body(id: &str) -> String {
 
 #[test]
 fn python_signed_webhooks_are_stored_byte_for_byte_and_forgeries_refused() {
-    let broker = Broker::start(Storage::Memory);
+    let broker = Broker::shared();
     let topic = unique("ingest").replace('-', "_");
     broker.create_topic(&topic, 2);
     let receiver = Receiver::start(&broker.bootstrap(), &topic, &[]);

@@ -38,7 +38,6 @@ def main() -> int:
             "group.id": f"confluent-decode-{time.time_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "fetch.max.bytes": 104857600,
             "topic.metadata.refresh.interval.ms": 1000,
         }
     )

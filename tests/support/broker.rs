@@ -1,8 +1,20 @@
-//! A tansu broker process per test, on a free loopback port.
+//! An Apache Kafka broker for the tests: one KRaft node (combined broker and
+//! controller), formatted fresh in a directory of its own under
+//! `target/kafka-runs/`, on free loopback ports, started from the jars
+//! `scripts/test.sh` copies into `target/kafka/libs` (the version pinned in
+//! `scripts/kafka/pom.xml`).
+//!
+//! [`Broker::shared`] is one broker per test binary, for tests that only
+//! need topics and groups of their own (every name comes from `unique`);
+//! [`Broker::start`] is a broker of the test's own, for tests that stop,
+//! restart or put a proxy in front of it. A broker that a failing test
+//! drops keeps its directory and log, and the path is printed.
 
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -11,103 +23,325 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::*;
 
-/// The pinned broker; scripts/test.sh installs it.
-pub const TANSU: &str = "tansu";
-
-/// How the broker keeps data.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Storage {
-    /// Nothing survives a restart.
-    Memory,
-    /// A SQLite file in the broker's directory: survives a restart.
-    Sqlite,
+/// Where scripts/test.sh puts the broker's jars.
+pub fn kafka_libs() -> PathBuf {
+    std::env::var_os("CODAT_STREAM_KAFKA_LIBS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kafka/libs"))
 }
 
-/// A tansu broker process, killed on drop.
+/// A listener besides the plaintext one clients use by default.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    /// Its name in `listeners`, e.g. `SASL_SSL`.
+    pub name: String,
+    /// Its security protocol, e.g. `SASL_SSL`.
+    pub protocol: String,
+    pub port: u16,
+}
+
+/// How to start a broker; [`BrokerOptions::default`] is a plaintext broker
+/// on a free port.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerOptions {
+    /// The plaintext port (a free one when None).
+    pub port: Option<u16>,
+    /// The plaintext port clients are told to use (a proxy's), when not `port`.
+    pub advertised_port: Option<u16>,
+    /// More listeners (secured ones), advertised as they are.
+    pub listeners: Vec<Listener>,
+    /// More `server.properties` lines, after the defaults (so they win).
+    pub properties: Vec<(String, String)>,
+}
+
+/// A KRaft broker process, killed (SIGKILL) on drop.
 pub struct Broker {
     pub port: u16,
-    /// The port clients are told to use (a proxy's), when not `port`.
     advertised_port: u16,
-    dir: tempfile::TempDir,
-    storage: Storage,
+    controller_port: u16,
+    listeners: Vec<Listener>,
+    properties: Vec<(String, String)>,
+    dir: PathBuf,
     child: Option<Child>,
+    /// The shared broker is never dropped; its process dies with the test binary.
+    owned: bool,
 }
 
 impl Broker {
-    pub fn start(storage: Storage) -> Broker {
-        let port = free_port();
-        Self::start_advertising(storage, port, port)
+    /// A plaintext broker of the test's own.
+    pub fn start() -> Broker {
+        Self::start_with(BrokerOptions::default())
     }
 
     /// A broker listening on `port` that tells clients to connect to `advertised`.
-    pub fn start_advertising(storage: Storage, port: u16, advertised: u16) -> Broker {
+    pub fn start_advertising(port: u16, advertised: u16) -> Broker {
+        Self::start_with(BrokerOptions {
+            port: Some(port),
+            advertised_port: Some(advertised),
+            ..Default::default()
+        })
+    }
+
+    pub fn start_with(options: BrokerOptions) -> Broker {
+        let port = options.port.unwrap_or_else(free_port);
         let mut b = Broker {
             port,
-            advertised_port: advertised,
-            dir: tempfile::tempdir().unwrap(),
-            storage,
+            advertised_port: options.advertised_port.unwrap_or(port),
+            controller_port: free_port(),
+            listeners: options.listeners,
+            properties: options.properties,
+            dir: run_dir(),
             child: None,
+            owned: true,
         };
+        b.format();
         b.restart();
         b
+    }
+
+    /// The test binary's one plaintext broker, started at first use. Tests
+    /// sharing it use names of their own; none may stop it.
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            // PR_SET_PDEATHSIG fires when the *thread* that spawned the
+            // child ends, so the shared broker is spawned by a thread that
+            // lives as long as the test binary.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("shared-kafka".into())
+                .spawn(move || {
+                    let mut b = Broker::start();
+                    b.owned = false;
+                    tx.send(b).unwrap();
+                    loop {
+                        std::thread::park();
+                    }
+                })
+                .unwrap();
+            rx.recv().expect("the shared broker started")
+        })
     }
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.advertised_port)
     }
 
-    /// Starts the broker process (again), on the same port and storage.
+    /// host:port of the listener named `name`.
+    pub fn listener(&self, name: &str) -> String {
+        let l = self
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .unwrap_or_else(|| panic!("no listener {name}"));
+        format!("localhost:{}", l.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn server_properties(&self) -> String {
+        let mut listeners = vec![
+            format!("PLAINTEXT://127.0.0.1:{}", self.port),
+            format!("CONTROLLER://127.0.0.1:{}", self.controller_port),
+        ];
+        let mut advertised = vec![format!("PLAINTEXT://127.0.0.1:{}", self.advertised_port)];
+        let mut protocols = vec![
+            "PLAINTEXT:PLAINTEXT".to_owned(),
+            "CONTROLLER:PLAINTEXT".to_owned(),
+        ];
+        for l in &self.listeners {
+            listeners.push(format!("{}://localhost:{}", l.name, l.port));
+            advertised.push(format!("{}://localhost:{}", l.name, l.port));
+            protocols.push(format!("{}:{}", l.name, l.protocol));
+        }
+        let mut p = vec![
+            ("process.roles", "broker,controller".to_owned()),
+            ("node.id", "1".to_owned()),
+            (
+                "controller.quorum.voters",
+                format!("1@127.0.0.1:{}", self.controller_port),
+            ),
+            ("controller.listener.names", "CONTROLLER".to_owned()),
+            ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
+            ("listeners", listeners.join(",")),
+            ("advertised.listeners", advertised.join(",")),
+            ("listener.security.protocol.map", protocols.join(",")),
+            ("log.dirs", self.dir.join("data").display().to_string()),
+            // One node: every internal topic with one replica.
+            ("offsets.topic.replication.factor", "1".to_owned()),
+            ("transaction.state.log.replication.factor", "1".to_owned()),
+            ("transaction.state.log.min.isr", "1".to_owned()),
+            (
+                "share.coordinator.state.topic.replication.factor",
+                "1".to_owned(),
+            ),
+            ("share.coordinator.state.topic.min.isr", "1".to_owned()),
+            // Fewer internal partitions: each is a log and a coordinator to load.
+            ("offsets.topic.num.partitions", "4".to_owned()),
+            ("transaction.state.log.num.partitions", "4".to_owned()),
+            // A group's first rebalance starts at once (the default waits 3 s).
+            ("group.initial.rebalance.delay.ms", "0".to_owned()),
+            // Records are kept whatever their timestamps (tests write some
+            // dated months back, as Codat's retries replayed late would be).
+            ("log.retention.ms", "-1".to_owned()),
+            // As on the platforms codat-stream joins: topics are created on purpose.
+            ("auto.create.topics.enable", "false".to_owned()),
+            // The tests use 6 s sessions; the classic protocol's floor is 6 s,
+            // the consumer protocol's 45 s unless lowered.
+            ("group.consumer.min.session.timeout.ms", "3000".to_owned()),
+            ("group.consumer.session.timeout.ms", "6000".to_owned()),
+            ("group.consumer.min.heartbeat.interval.ms", "500".to_owned()),
+            ("group.consumer.heartbeat.interval.ms", "500".to_owned()),
+            // Fast SIGKILL recovery: no unclean-shutdown delay beyond the log check.
+            ("num.recovery.threads.per.data.dir", "2".to_owned()),
+        ];
+        for (k, v) in &self.properties {
+            p.retain(|(key, _)| key != k);
+            p.push((k.as_str(), v.clone()));
+        }
+        p.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+
+    /// Writes the configuration and formats the log directory (a new cluster).
+    fn format(&self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        std::fs::write(self.dir.join("server.properties"), self.server_properties()).unwrap();
+        std::fs::write(self.dir.join("log4j2.properties"), LOG4J2).unwrap();
+        let out = self
+            .java()
+            .args([
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "--cluster-id",
+                // Any 16 bytes in URL-safe base64; each broker is its own cluster.
+                "q1Sh-9_ISia_zwGINzRvyQ",
+                "--config",
+            ])
+            .arg(self.dir.join("server.properties"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run java (scripts/test.sh installs it): {e}"));
+        assert!(
+            out.status.success(),
+            "formatting the broker's storage failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn java(&self) -> Command {
+        let libs = kafka_libs();
+        let version = kafka_version();
+        assert!(
+            libs.join(format!("kafka_2.13-{version}.jar")).exists(),
+            "Apache Kafka {version} is not in {} (scripts/test.sh installs it)",
+            libs.display()
+        );
+        let mut cmd = Command::new("java");
+        cmd.arg("-cp")
+            .arg(format!("{}/*", libs.display()))
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                self.dir.join("log4j2.properties").display()
+            ))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts the broker process (again), on the same ports and data.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "broker already running");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
-        let engine = match self.storage {
-            Storage::Memory => "memory://tansu/".to_owned(),
-            Storage::Sqlite => "sqlite://tansu.db".to_owned(),
-        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join("broker.log"))
+            .open(self.dir.join("broker.log"))
             .unwrap();
-        let mut cmd = Command::new(TANSU);
+        let mut cmd = self.java();
+        // kafka-server-start.sh's JVM flags, with a smaller heap: a test
+        // broker holds little, and several run at once on two cores.
         cmd.args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &advertised,
-            "--storage-engine",
-            &engine,
+            "-Xms128m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-Djava.awt.headless=true",
+            "kafka.Kafka",
         ])
-        .current_dir(self.dir.path())
-        .stdin(Stdio::null())
+        .arg(self.dir.join("server.properties"))
         .stdout(log.try_clone().unwrap())
         .stderr(log);
         die_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot start {TANSU} (run scripts/test.sh to install it): {e}")
-        }));
-        let port = self.port;
-        wait_for("the broker to listen", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        self.child = Some(cmd.spawn().expect("java starts"));
+        self.wait_ready();
     }
 
-    /// Kills the broker process (SIGKILL).
+    /// Waits until the broker answers metadata with itself as a broker
+    /// (listening is not enough: the controller must have registered it).
+    fn wait_ready(&mut self) {
+        let port = self.port;
+        let bootstrap = format!("127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "the broker exited ({status}) while starting; its log:\n{}",
+                    tail(&self.log(), 60)
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                let probe: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .set("log_level", "0")
+                    .create()
+                    .unwrap();
+                let ready = probe
+                    .fetch_metadata(None, Duration::from_secs(2))
+                    .is_ok_and(|m| !m.brokers().is_empty());
+                if ready {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker was not ready within 90 s; its log: {}",
+                self.dir.join("broker.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the broker process (SIGKILL): no clean shutdown, as in a crash.
     pub fn stop(&mut self) {
+        assert!(self.owned, "the shared broker cannot be stopped");
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
+    /// The broker process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    pub fn create_topic_with(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .create()
             .unwrap();
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        for (k, v) in configs {
+            topic = topic.set(k, v);
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -124,53 +358,63 @@ impl Broker {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "the broker's directory and log are kept: {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
-/// Waits until a new member joining `group` is given partitions of
-/// `topic`, i.e. the broker has expired a crashed member. A probe joins,
-/// and leaves again if it is given nothing; tansu does not start a new
-/// generation when a dead member expires after a newcomer joined, so the
-/// probe retries rather than waiting in the group.
-///
-/// tansu workaround (restart only after the crashed member expires). Real
-/// Kafka's coordinator removes the dead member once its session times out
-/// and rebalances the group, newcomer included, whenever it joined.
-pub fn wait_group_accepts_new_member(bootstrap: &str, group: &str, topic: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "group {group} gave a new member no partitions within {within:?}"
-        );
-        let probe: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", group)
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "6000")
-            .create()
-            .unwrap();
-        probe.subscribe(&[topic]).unwrap();
-        let attempt_end = Instant::now() + Duration::from_secs(3);
-        let mut assigned = false;
-        while Instant::now() < attempt_end && !assigned {
-            let _ = probe.poll(Duration::from_millis(100));
-            assigned = probe.assignment().map(|a| a.count() > 0).unwrap_or(false);
-        }
-        probe.unsubscribe();
-        drop(probe);
-        if assigned {
-            return;
-        }
-    }
+/// The Kafka version scripts/kafka/pom.xml pins (read from it, so the two
+/// cannot disagree).
+pub fn kafka_version() -> &'static str {
+    const POM: &str = include_str!("../../scripts/kafka/pom.xml");
+    POM.split_once("<kafka.version>")
+        .and_then(|(_, rest)| rest.split_once("</kafka.version>"))
+        .map(|(v, _)| v.trim())
+        .expect("scripts/kafka/pom.xml names <kafka.version>")
+}
+
+const LOG4J2: &str = "\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+# The configuration dumps and per-request lines say nothing a failing test needs.
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+";
+
+/// A new directory for one broker under target/kafka-runs (scripts/test.sh
+/// empties it before each run).
+fn run_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/kafka-runs")
+        .join(unique("broker"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The cluster's metadata for every topic.
@@ -182,4 +426,53 @@ pub fn cluster_metadata(bootstrap: &str) -> rdkafka::metadata::Metadata {
     consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .unwrap()
+}
+
+/// Runs one of Kafka's own command-line tools (its main class) against the
+/// test broker's jars: (exit success, stdout + stderr).
+pub fn kafka_tool(main_class: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}/*", kafka_libs().display()))
+        .arg("-Dlog4j2.level=WARN")
+        .arg(main_class)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("java runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The type the broker gives `group` ("Classic", or "Consumer" for KIP-848's
+/// protocol), as `kafka-consumer-groups --list --type` prints it.
+pub fn group_type(bootstrap: &str, group: &str) -> Option<String> {
+    let (ok, text) = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &["--bootstrap-server", bootstrap, "--list", "--type"],
+    );
+    assert!(ok, "kafka-consumer-groups failed: {text}");
+    text.lines().find_map(|l| {
+        let mut cols = l.split_whitespace();
+        (cols.next() == Some(group)).then(|| cols.next().unwrap_or_default().to_owned())
+    })
+}
+
+/// Asserts the broker runs `group` under consumer group `protocol`
+/// (`classic` or `consumer`).
+pub fn assert_group_protocol(bootstrap: &str, group: &str, protocol: &str) {
+    let want = match protocol {
+        "classic" => "Classic",
+        "consumer" => "Consumer",
+        other => panic!("no group protocol {other}"),
+    };
+    assert_eq!(
+        group_type(bootstrap, group).as_deref(),
+        Some(want),
+        "the broker's type of group {group}"
+    );
 }

@@ -33,6 +33,19 @@ impl Names {
     }
 }
 
+/// The connector's setting for its consumer group protocol.
+pub const GROUP_PROTOCOL_ENV: &str = "CODAT_STREAM__KAFKA__CONSUMER__GROUP_PROTOCOL";
+
+/// The connector's environment for consumer group `protocol`: `classic`
+/// (the default) or `consumer` (KIP-848).
+pub fn group_protocol_env(protocol: &str) -> Vec<(&'static str, &'static str)> {
+    match protocol {
+        "classic" => Vec::new(),
+        "consumer" => vec![(GROUP_PROTOCOL_ENV, "consumer")],
+        other => panic!("no group protocol {other}"),
+    }
+}
+
 /// A running `codat-stream run` process, killed on drop. Its JSON log lines
 /// are collected as they come.
 pub struct Connector {
@@ -41,6 +54,8 @@ pub struct Connector {
     pub raw_log: PathBuf,
     /// host:port of its /metrics, /healthz and /readyz endpoint.
     pub http: String,
+    /// The thread collecting its log; it ends when the process's stderr closes.
+    pub reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Connector {
@@ -71,21 +86,6 @@ impl Connector {
             .env("CODAT_STREAM__OUTPUT__DEAD_LETTER_TOPIC", &names.dlq)
             .env("CODAT_STREAM__OUTPUT__CATCH_ALL_TOPIC", &names.catch_all)
             .env("CODAT_STREAM__TOPICS__PARTITIONS", "2")
-            .env("CODAT_STREAM__KAFKA__CONSUMER__SESSION_TIMEOUT_MS", "6000")
-            .env(
-                "CODAT_STREAM__KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS",
-                "500",
-            )
-            // tansu workaround (the 100 MB fetch.max.bytes override, also in
-            // consume_until, the decode CLI test and the benchmark): set
-            // since the first tansu tests, raising librdkafka's 50 MB
-            // default; why was not recorded, and tests/hostile_input.rs
-            // passes without it (checked 2026-11-26). Real Kafka honours
-            // the default and needs no override.
-            .env(
-                "CODAT_STREAM__KAFKA__CONSUMER__FETCH_MAX_BYTES",
-                "104857600",
-            )
             .env(
                 "CODAT_STREAM__KAFKA__COMMON__TOPIC_METADATA_REFRESH_INTERVAL_MS",
                 "1000",
@@ -100,6 +100,19 @@ impl Connector {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // A crashed member expires in 6 s. Under KIP-848's protocol the
+        // broker sets that (`group.consumer.session.timeout.ms`, 6 s on the
+        // test broker) and librdkafka refuses the client-side settings.
+        let kip_848 = extra_env
+            .iter()
+            .any(|(k, v)| *k == GROUP_PROTOCOL_ENV && *v == "consumer");
+        if !kip_848 {
+            cmd.env("CODAT_STREAM__KAFKA__CONSUMER__SESSION_TIMEOUT_MS", "6000")
+                .env(
+                    "CODAT_STREAM__KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS",
+                    "500",
+                );
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -110,7 +123,7 @@ impl Connector {
         let sink = log.clone();
         let raw_log = dir.with_extension("log");
         let raw_path = raw_log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             use std::io::Write;
             let mut raw = std::fs::File::create(raw_path).unwrap();
             for line in BufReader::new(stderr).lines() {
@@ -126,6 +139,7 @@ impl Connector {
             log,
             raw_log,
             http,
+            reader: Some(reader),
         }
     }
 
@@ -196,13 +210,16 @@ impl Connector {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.read_whole_log();
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, then for its last log lines to be
+    /// collected (they may still sit in the pipe when it has exited).
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.read_whole_log();
                 return status;
             }
             assert!(
@@ -211,6 +228,13 @@ impl Connector {
                 self.raw_log.display()
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Once the process has exited: waits until its stderr is read to the end.
+    fn read_whole_log(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
     }
 

@@ -28,24 +28,11 @@ impl Input {
     }
 }
 
-/// Produces every input to `topic` and waits for each acknowledgement.
-///
-/// One record per batch: tansu 0.6 answers a fetch at an offset inside a
-/// record batch with the *next* batch, silently skipping the rest of the
-/// batch. A consumer resuming from a committed offset (after a restart or a
-/// rebalance) would skip records no matter what codat-stream does; with
-/// single-record batches every offset is a batch boundary.
-///
-/// tansu workaround. Real Kafka returns the batch holding the offset and the
-/// client skips to it; `resumes_from_a_committed_offset_inside_a_multi_record_batch`
-/// (tests/kafka_mock_cluster.rs) checks that on librdkafka's mock cluster.
+/// Produces every input to `topic` and waits for each acknowledgement,
+/// in librdkafka's ordinary batches (a consumer resuming inside a batch
+/// must skip to its offset: Kafka serves the whole batch).
 pub fn produce(bootstrap: &str, topic: &str, inputs: &[Input]) {
-    produce_with(
-        bootstrap,
-        topic,
-        inputs,
-        &[("batch.num.messages", "1"), ("linger.ms", "0")],
-    );
+    produce_with(bootstrap, topic, inputs, &[]);
 }
 
 /// Like [`produce`], with extra producer properties.
@@ -104,8 +91,7 @@ pub fn produce_with(bootstrap: &str, topic: &str, inputs: &[Input], extra: &[(&s
 
 /// Consumes every topic `select` accepts (re-checking the topic list as
 /// topics appear) from the beginning until `want(records so far)` holds or
-/// `within` passes; returns what was read. Counting by consuming: tansu's
-/// high watermarks can trail the records really there.
+/// `within` passes; returns what was read.
 pub fn consume_until(
     bootstrap: &str,
     select: impl Fn(&str) -> bool,
@@ -116,7 +102,6 @@ pub fn consume_until(
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "104857600")
         .create()
         .unwrap();
     let deadline = Instant::now() + within;
@@ -243,55 +228,6 @@ pub fn read_ids(
         },
     );
     seen
-}
-
-/// Reads the outputs like [`read_ids`]; if ids are missing once `within`
-/// passes, appends a marker record to every partition of the ingest and
-/// output topics and reads again. tansu 0.6's high watermark can trail the
-/// records really written, hiding a partition's last records from consumers
-/// until something else is written there: live traffic does that in
-/// production, the marker does it here. A record really lost cannot
-/// reappear this way.
-///
-/// tansu workaround (the "nudge" records). Real Kafka advances the high
-/// watermark as soon as a write is replicated to the in-sync replicas, so
-/// nothing needs nudging; the mock-cluster tests read without it.
-pub fn read_ids_nudged(
-    bootstrap: &str,
-    names: &Names,
-    expected: &[String],
-    within: Duration,
-) -> HashMap<String, usize> {
-    let seen = read_ids(
-        bootstrap,
-        names,
-        expected,
-        within.min(Duration::from_secs(45)),
-    );
-    if expected.iter().all(|id| seen.contains_key(id)) {
-        return seen;
-    }
-    let metadata = cluster_metadata(bootstrap);
-    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    for t in metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == names.ingest || is_output(names, t.name()))
-    {
-        for p in t.partitions() {
-            let record: rdkafka::producer::BaseRecord<'_, (), [u8]> =
-                rdkafka::producer::BaseRecord::to(t.name())
-                    .partition(p.id())
-                    .payload(b"nudge".as_slice());
-            producer.send(record).map_err(|(e, _)| e).unwrap();
-        }
-    }
-    use rdkafka::producer::Producer;
-    producer.flush(Duration::from_secs(30)).unwrap();
-    read_ids(bootstrap, names, expected, within)
 }
 
 /// Asserts every expected id was seen at least once.
