@@ -7,10 +7,8 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use codat_stream::core::signature::{SigningKey, sign};
 use rdkafka::Message;
 use support::*;
 
@@ -123,11 +121,8 @@ fn drain_through_a_broker_crash(mode: &[(&str, &str)], check: Check) {
             wait_for("every offset committed", Duration::from_secs(180), || {
                 committed_total(&bootstrap, &names.group, &names.ingest, 4) >= RECORDS as i64
             });
-            let (seen, total) = seen_once(&bootstrap, &names, RECORDS);
-            let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-            assert!(dup.is_empty(), "seen more than once: {dup:?}");
-            assert_all_seen(&seen, &ids);
-            assert_eq!(total, RECORDS, "each input exactly once");
+            let (seen, total) = seen_ids(&bootstrap, &names, RECORDS);
+            assert_each_once(&seen, total, &ids);
         }
     }
     c.sigterm();
@@ -139,53 +134,13 @@ fn drain_through_a_broker_crash(mode: &[(&str, &str)], check: Check) {
     );
 }
 
-/// Every output read `read_committed` until `n` and 3 s more (so an extra
-/// copy shows): counts by input id, and the total.
-fn seen_once(bootstrap: &str, names: &Names, n: usize) -> (HashMap<String, usize>, usize) {
-    let (mut len, mut grew) = (0, Instant::now());
-    let outputs = consume_until(
-        bootstrap,
-        |t| is_output(names, t),
-        Duration::from_secs(120),
-        |m| {
-            if m.len() != len {
-                (len, grew) = (m.len(), Instant::now());
-            }
-            len >= n && grew.elapsed() >= Duration::from_secs(3)
-        },
-    );
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for m in &outputs {
-        *seen.entry(output_id(m, &names.dlq)).or_insert(0) += 1;
-    }
-    (seen, outputs.len())
-}
-
-/// A signed delivery of event `id`.
-fn delivery(id: &str) -> Delivery {
-    let body = format!(
-        r#"{{"id":"{id}","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"co"}},"connection":{{"id":"dc"}}}}}}"#
-    );
-    let ts = now_secs();
-    let key = SigningKey::parse(SECRET_A).unwrap();
-    let headers = vec![
-        ("webhook-id".to_owned(), format!("msg_{id}").into_bytes()),
-        ("webhook-timestamp".to_owned(), ts.to_string().into_bytes()),
-        (
-            "webhook-signature".to_owned(),
-            sign(&key, &format!("msg_{id}"), ts, body.as_bytes()).into_bytes(),
-        ),
-    ];
-    (headers, body.into_bytes())
-}
-
 /// Posts `ids` one after another as Codat would, each retried until it is
 /// answered 200 or `within` passes: the ids answered 200.
 fn post_until_200(r: &Receiver, ids: &[String], within: Duration) -> Vec<String> {
     let deadline = Instant::now() + within;
     let mut stored = Vec::new();
     for id in ids {
-        let (headers, body) = delivery(id);
+        let (headers, body) = signed_delivery(id);
         while Instant::now() < deadline {
             if r.post(SIGNED_PATH, &headers, &body).0 == 200 {
                 stored.push(id.clone());
@@ -231,7 +186,7 @@ fn receive_takes_requests_through_a_broker_crash() {
         Duration::from_secs(60),
         || readyz(&r.http).is_some_and(|(s, b)| s == 503 && b.contains("brokers unreachable")),
     );
-    let (headers, body) = delivery("during-0");
+    let (headers, body) = signed_delivery("during-0");
     let (status, _) = r.post(SIGNED_PATH, &headers, &body);
     assert_eq!(status, 503, "the broker is down: not stored, so not 200");
     alive(&mut r.child, "receive", &r.raw_log);

@@ -9,8 +9,7 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -65,36 +64,6 @@ fn loaded(n: usize) -> (Names, String, Vec<String>) {
     let (inputs, ids): (Vec<Input>, Vec<String>) = generated_inputs(n, 50).into_iter().unzip();
     produce(&bootstrap, &names.ingest, &inputs);
     (names, bootstrap, ids)
-}
-
-/// Reads every output topic `read_committed` (librdkafka's default) for
-/// 3 s past the `n`-th record, so an extra copy shows, and counts each
-/// input id.
-fn seen_ids(bootstrap: &str, names: &Names, n: usize) -> (HashMap<String, usize>, usize) {
-    let (mut len, mut grew) = (0, Instant::now());
-    let outputs = consume_until(
-        bootstrap,
-        |t| is_output(names, t),
-        Duration::from_secs(120),
-        |m| {
-            if m.len() != len {
-                (len, grew) = (m.len(), Instant::now());
-            }
-            len >= n && grew.elapsed() >= Duration::from_secs(3)
-        },
-    );
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for m in &outputs {
-        *seen.entry(output_id(m, &names.dlq)).or_insert(0) += 1;
-    }
-    (seen, outputs.len())
-}
-
-fn assert_each_once(seen: &HashMap<String, usize>, total: usize, ids: &[String]) {
-    let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(dup.is_empty(), "seen more than once: {dup:?}");
-    assert_all_seen(seen, ids);
-    assert_eq!(total, ids.len(), "each input exactly once");
 }
 
 /// Waits until the connector settled `n` records (envelopes, dead letters).

@@ -9,27 +9,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use codat_stream::core::signature::{SigningKey, sign};
 use rdkafka::Message;
 use support::*;
-
-/// A signed delivery: (headers, body), keyed by `id`.
-fn delivery(id: &str) -> Delivery {
-    let body = format!(
-        r#"{{"id":"{id}","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"co"}},"connection":{{"id":"dc"}}}}}}"#
-    );
-    let ts = now_secs();
-    let key = SigningKey::parse(SECRET_A).unwrap();
-    let headers = vec![
-        ("webhook-id".to_owned(), format!("msg_{id}").into_bytes()),
-        ("webhook-timestamp".to_owned(), ts.to_string().into_bytes()),
-        (
-            "webhook-signature".to_owned(),
-            sign(&key, &format!("msg_{id}"), ts, body.as_bytes()).into_bytes(),
-        ),
-    ];
-    (headers, body.into_bytes())
-}
 
 /// Posts each delivery on its own thread and connection: the answers, in order.
 fn post_all(listen: &str, deliveries: &[Delivery]) -> Vec<(u16, Duration)> {
@@ -86,14 +67,14 @@ fn a_broker_outage_is_answered_503_within_the_deadline_and_retries_lose_nothing(
     receiver.wait_ready(Duration::from_secs(60));
 
     let before: Vec<String> = (0..100).map(|i| format!("before-{i}")).collect();
-    let deliveries: Vec<_> = before.iter().map(|id| delivery(id)).collect();
+    let deliveries: Vec<_> = before.iter().map(|id| signed_delivery(id)).collect();
     for (status, _) in post_all(&receiver.listen, &deliveries) {
         assert_eq!(status, 200);
     }
 
     proxy.down();
     let during: Vec<String> = (0..20).map(|i| format!("during-{i}")).collect();
-    let held: Vec<_> = during.iter().map(|id| delivery(id)).collect();
+    let held: Vec<_> = during.iter().map(|id| signed_delivery(id)).collect();
     for (status, took) in post_all(&receiver.listen, &held) {
         assert_eq!(status, 503, "broker down: not stored, so not 200");
         assert!(
@@ -172,12 +153,15 @@ fn sigterm_stops_accepting_and_finishes_in_flight_requests_then_exits_0() {
     );
     receiver.wait_ready(Duration::from_secs(60));
     // A warm-up record, so the producer has its idempotence id.
-    assert_eq!(post_all(&receiver.listen, &[delivery("warm-up")])[0].0, 200);
+    assert_eq!(
+        post_all(&receiver.listen, &[signed_delivery("warm-up")])[0].0,
+        200
+    );
 
     // Requests held in flight: the broker is away, so none is acknowledged.
     proxy.down();
     let ids: Vec<String> = (0..10).map(|i| format!("in-flight-{i}")).collect();
-    let deliveries: Vec<_> = ids.iter().map(|id| delivery(id)).collect();
+    let deliveries: Vec<_> = ids.iter().map(|id| signed_delivery(id)).collect();
     let listen = receiver.listen.clone();
     let posting = std::thread::spawn(move || post_all(&listen, &deliveries));
     wait_for("10 requests in flight", Duration::from_secs(10), || {

@@ -338,3 +338,23 @@ pub fn all_headers(m: &rdkafka::message::OwnedMessage) -> Vec<(Vec<u8>, Vec<u8>)
         })
         .unwrap_or_default()
 }
+
+/// A signed `connection.failed` delivery of event `id` ([`SECRET_A`]):
+/// (headers, body); `receive` keys its record by `id`.
+pub fn signed_delivery(id: &str) -> Delivery {
+    let body = format!(
+        r#"{{"id":"{id}","eventType":"connection.failed","payload":{{"referenceCompany":{{"id":"co"}},"connection":{{"id":"dc"}}}}}}"#
+    );
+    let ts = now_secs();
+    let key = codat_stream::core::signature::SigningKey::parse(SECRET_A).unwrap();
+    let headers = vec![
+        ("webhook-id".to_owned(), format!("msg_{id}").into_bytes()),
+        ("webhook-timestamp".to_owned(), ts.to_string().into_bytes()),
+        (
+            "webhook-signature".to_owned(),
+            codat_stream::core::signature::sign(&key, &format!("msg_{id}"), ts, body.as_bytes())
+                .into_bytes(),
+        ),
+    ];
+    (headers, body.into_bytes())
+}
