@@ -1,5 +1,5 @@
 //! What a hostile or broken producer can send, through a real broker
-//! (tansu), against the real `codat-stream run` process. Every class below
+//! (Apache Kafka), against the real `codat-stream run` process. Every class below
 //! was a way to crash, stall or quietly shrink the pipeline (issue 9). The
 //! suite asserts: the process never exits; every input offset yields
 //! exactly one output (an envelope, or a dead letter with the expected

@@ -1,4 +1,4 @@
-//! Against a real broker (tansu): every published example lands on the
+//! Against Apache Kafka (the shared test broker): every published example lands on the
 //! topic of its type with the right key and headers, decodable with the
 //! schema in schemas/; bad bodies land on the dead-letter topic byte for
 //! byte with reason headers; SIGTERM exits 0.

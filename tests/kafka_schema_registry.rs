@@ -1,4 +1,4 @@
-//! The connector with a Schema Registry, against a real broker (tansu) and
+//! The connector with a Schema Registry, against Apache Kafka and
 //! a registry speaking the Confluent REST API (tests/support/registry.rs:
 //! no real registry server installs from this machine's package sources).
 //! Envelopes carry the Confluent wire format with the registered id,

@@ -1,4 +1,4 @@
-//! Two of README's promises checked through the real binary on tansu:
+//! Two of README's promises checked through the real binary on Apache Kafka:
 //!
 //! - `/healthz` answers 503 once the processing loop has been stuck
 //!   `http.liveness_timeout_ms`, and 200 again when it moves. The loop's OS
@@ -359,7 +359,7 @@ fn prefetch_stays_bounded_in_bytes_and_rss_under_100_mb_through_a_150_mb_backlog
             ),
             // A connector slower than its broker, so that librdkafka's
             // fetching outruns the loop and the prefetch queue fills up to
-            // its bound (at the default, tansu here is slower than the loop
+            // its bound (at the default, the broker here may be slower than the loop
             // and the queue never fills: the bound would go untested).
             ("CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT", "1"),
         ],

@@ -1,6 +1,6 @@
 //! What operators watch, checked with real parts: a real Prometheus
 //! (Debian's `prometheus`, on loopback) scrapes a connector running against
-//! a real broker (tansu), and every PromQL expression of the shipped
+//! Apache Kafka, and every PromQL expression of the shipped
 //! Grafana dashboard and of the shipped rules is evaluated against it and
 //! must return data; `promtool` accepts the rules and their unit tests;
 //! /readyz answers 503 while the connector drains (held open by cutting the

@@ -30,37 +30,11 @@ pub fn kafka_libs() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kafka/libs"))
 }
 
-/// A listener besides the plaintext one clients use by default.
-#[derive(Clone, Debug)]
-pub struct Listener {
-    /// Its name in `listeners`, e.g. `SASL_SSL`.
-    pub name: String,
-    /// Its security protocol, e.g. `SASL_SSL`.
-    pub protocol: String,
-    pub port: u16,
-}
-
-/// How to start a broker; [`BrokerOptions::default`] is a plaintext broker
-/// on a free port.
-#[derive(Clone, Debug, Default)]
-pub struct BrokerOptions {
-    /// The plaintext port (a free one when None).
-    pub port: Option<u16>,
-    /// The plaintext port clients are told to use (a proxy's), when not `port`.
-    pub advertised_port: Option<u16>,
-    /// More listeners (secured ones), advertised as they are.
-    pub listeners: Vec<Listener>,
-    /// More `server.properties` lines, after the defaults (so they win).
-    pub properties: Vec<(String, String)>,
-}
-
 /// A KRaft broker process, killed (SIGKILL) on drop.
 pub struct Broker {
     pub port: u16,
     advertised_port: u16,
     controller_port: u16,
-    listeners: Vec<Listener>,
-    properties: Vec<(String, String)>,
     dir: PathBuf,
     child: Option<Child>,
     /// The shared broker is never dropped; its process dies with the test binary.
@@ -68,28 +42,19 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A plaintext broker of the test's own.
+    /// A plaintext broker of the test's own, on a free port.
     pub fn start() -> Broker {
-        Self::start_with(BrokerOptions::default())
+        let port = free_port();
+        Self::start_advertising(port, port)
     }
 
-    /// A broker listening on `port` that tells clients to connect to `advertised`.
+    /// A broker listening on `port` that tells clients to connect to
+    /// `advertised` (a proxy's port).
     pub fn start_advertising(port: u16, advertised: u16) -> Broker {
-        Self::start_with(BrokerOptions {
-            port: Some(port),
-            advertised_port: Some(advertised),
-            ..Default::default()
-        })
-    }
-
-    pub fn start_with(options: BrokerOptions) -> Broker {
-        let port = options.port.unwrap_or_else(free_port);
         let mut b = Broker {
             port,
-            advertised_port: options.advertised_port.unwrap_or(port),
+            advertised_port: advertised,
             controller_port: free_port(),
-            listeners: options.listeners,
-            properties: options.properties,
             dir: run_dir(),
             child: None,
             owned: true,
@@ -127,36 +92,8 @@ impl Broker {
         format!("127.0.0.1:{}", self.advertised_port)
     }
 
-    /// host:port of the listener named `name`.
-    pub fn listener(&self, name: &str) -> String {
-        let l = self
-            .listeners
-            .iter()
-            .find(|l| l.name == name)
-            .unwrap_or_else(|| panic!("no listener {name}"));
-        format!("localhost:{}", l.port)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn server_properties(&self) -> String {
-        let mut listeners = vec![
-            format!("PLAINTEXT://127.0.0.1:{}", self.port),
-            format!("CONTROLLER://127.0.0.1:{}", self.controller_port),
-        ];
-        let mut advertised = vec![format!("PLAINTEXT://127.0.0.1:{}", self.advertised_port)];
-        let mut protocols = vec![
-            "PLAINTEXT:PLAINTEXT".to_owned(),
-            "CONTROLLER:PLAINTEXT".to_owned(),
-        ];
-        for l in &self.listeners {
-            listeners.push(format!("{}://localhost:{}", l.name, l.port));
-            advertised.push(format!("{}://localhost:{}", l.name, l.port));
-            protocols.push(format!("{}:{}", l.name, l.protocol));
-        }
-        let mut p = vec![
+        let p = [
             ("process.roles", "broker,controller".to_owned()),
             ("node.id", "1".to_owned()),
             (
@@ -165,9 +102,21 @@ impl Broker {
             ),
             ("controller.listener.names", "CONTROLLER".to_owned()),
             ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
-            ("listeners", listeners.join(",")),
-            ("advertised.listeners", advertised.join(",")),
-            ("listener.security.protocol.map", protocols.join(",")),
+            (
+                "listeners",
+                format!(
+                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    self.port, self.controller_port
+                ),
+            ),
+            (
+                "advertised.listeners",
+                format!("PLAINTEXT://127.0.0.1:{}", self.advertised_port),
+            ),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned(),
+            ),
             ("log.dirs", self.dir.join("data").display().to_string()),
             // One node: every internal topic with one replica.
             ("offsets.topic.replication.factor", "1".to_owned()),
@@ -197,10 +146,6 @@ impl Broker {
             // Fast SIGKILL recovery: no unclean-shutdown delay beyond the log check.
             ("num.recovery.threads.per.data.dir", "2".to_owned()),
         ];
-        for (k, v) in &self.properties {
-            p.retain(|(key, _)| key != k);
-            p.push((k.as_str(), v.clone()));
-        }
         p.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
 

@@ -1,5 +1,5 @@
-//! Test support for the real-broker tests: a tansu broker process per test
-//! on a free loopback port, the real `codat-stream` binary as a child
+//! Test support for the real-broker tests: an Apache Kafka broker
+//! (tests/support/broker.rs), the real `codat-stream` binary as a child
 //! process, and produce/consume helpers. Nothing here sleeps to
 //! synchronise: every wait is a poll of a condition with a deadline.
 
