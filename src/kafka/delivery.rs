@@ -61,6 +61,17 @@ enum Delivered {
     Failed(KafkaError),
 }
 
+impl Delivered {
+    /// From a report's offset (or error).
+    fn of(report: Result<i64, &KafkaError>) -> Self {
+        match report {
+            Ok(offset) if offset >= 0 => Delivered::Acked,
+            Ok(_) => Delivered::Unconfirmed,
+            Err(e) => Delivered::Failed(e.clone()),
+        }
+    }
+}
+
 /// The error a record [`Delivered::Unconfirmed`] is re-sent for.
 struct AckWithoutOffset;
 
@@ -107,11 +118,12 @@ impl ProducerContext for OutputContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
-        let outcome = match result {
-            Ok(m) if rdkafka::Message::offset(m) >= 0 => Delivered::Acked,
-            Ok(_) => Delivered::Unconfirmed,
-            Err((e, _)) => Delivered::Failed(e.clone()),
-        };
+        let outcome = Delivered::of(
+            result
+                .as_ref()
+                .map(rdkafka::Message::offset)
+                .map_err(|(e, _)| e),
+        );
         self.reports
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -526,5 +538,48 @@ mod tests {
         ] {
             assert!(!is_permanent(code), "{code:?}");
         }
+    }
+
+    #[test]
+    fn a_report_without_an_offset_is_unconfirmed() {
+        assert!(matches!(Delivered::of(Ok(0)), Delivered::Acked));
+        assert!(matches!(Delivered::of(Ok(41)), Delivered::Acked));
+        // librdkafka's RD_KAFKA_OFFSET_INVALID, left on implicitly acked records.
+        assert!(matches!(Delivered::of(Ok(-1001)), Delivered::Unconfirmed));
+        assert!(matches!(Delivered::of(Ok(-1)), Delivered::Unconfirmed));
+        let e = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert!(matches!(Delivered::of(Err(&e)), Delivered::Failed(_)));
+    }
+
+    /// An unconfirmed record is not acknowledged: it stays in flight,
+    /// counts as failing (readiness down) and is due to be re-sent.
+    #[test]
+    fn an_unconfirmed_record_is_held_and_re_sent_not_acknowledged() {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        let health = Arc::new(Health::default());
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let mut d: Deliveries<u32> =
+            Deliveries::new(&config, health.clone(), metrics, 100).unwrap();
+        let record = || OutRecord {
+            topic: "t".to_owned(),
+            key: None,
+            value: Some(b"v".to_vec()),
+            headers: Vec::new(),
+        };
+        d.send(record(), 7, 0);
+        let mut out = Vec::new();
+        d.buf.push((0, Delivered::Unconfirmed));
+        d.settle_reports(&mut out);
+        assert!(out.is_empty(), "not acknowledged");
+        assert_eq!(d.len(), 1, "still in flight");
+        assert!(d.failing());
+        assert_eq!(health.failing_records.load(Ordering::Relaxed), 1);
+        assert!(d.next_resend().is_some(), "due to be re-sent");
+        d.buf.push((0, Delivered::Acked));
+        d.settle_reports(&mut out);
+        assert!(matches!(out.as_slice(), [Outcome::Acked(7)]));
+        assert!(d.is_empty());
+        assert_eq!(health.failing_records.load(Ordering::Relaxed), 0);
     }
 }
