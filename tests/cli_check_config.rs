@@ -292,3 +292,36 @@ fn hostile_delivery_settings_are_each_refused_by_name() {
         "exactly-once with its defaults is valid: {out}"
     );
 }
+
+/// KIP-848's protocol: an unknown `group.protocol` is refused by name (its
+/// value not echoed), and with `consumer` the classic protocol's
+/// client-side settings are each refused by name before librdkafka sees
+/// them; `consumer` alone is valid.
+#[test]
+fn group_protocol_settings_are_refused_by_name() {
+    let long = "eager".repeat(100);
+    let (code, out) = check_toml(
+        &format!("[kafka.consumer]\n\"group.protocol\" = \"{long}\"\n"),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("kafka.consumer.\"group.protocol\" must be \"classic\" or \"consumer\""),
+        "{out}"
+    );
+    assert!(!out.contains(&long), "the value is not echoed: {out}");
+    let (code, out) = check_toml(
+        "[kafka.common]\n\"group.protocol\" = \"consumer\"\n\
+         [kafka.consumer]\n\"partition.assignment.strategy\" = \"range\"\n",
+        &[("CODAT_STREAM__KAFKA__CONSUMER__SESSION_TIMEOUT_MS", "6000")],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    for setting in [
+        "kafka.consumer.\"session.timeout.ms\" is not supported with group.protocol = \"consumer\"",
+        "kafka.consumer.\"partition.assignment.strategy\" is not supported",
+    ] {
+        assert!(out.contains(setting), "{setting}: {out}");
+    }
+    let (code, out) = check_toml("[kafka.consumer]\n\"group.protocol\" = \"consumer\"\n", &[]);
+    assert_eq!(code, Some(0), "the consumer protocol alone is valid: {out}");
+}

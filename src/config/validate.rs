@@ -139,11 +139,12 @@ const CLASSIC_ONLY: &[&str] = &[
 /// by librdkafka when the consumer is built.
 fn check_group_protocol(s: &Settings, p: &mut Problems) {
     for (section, props) in [("consumer", &s.kafka.consumer), ("common", &s.kafka.common)] {
-        if let Some(v) = props.get("group.protocol")
-            && !["classic", "consumer"].contains(&v.trim())
+        if props
+            .get("group.protocol")
+            .is_some_and(|v| !["classic", "consumer"].contains(&v.trim()))
         {
             p.add(format!(
-                "kafka.{section}.\"group.protocol\" must be \"classic\" or \"consumer\", not {v:?}"
+                "kafka.{section}.\"group.protocol\" must be \"classic\" or \"consumer\""
             ));
         }
     }
