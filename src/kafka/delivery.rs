@@ -72,6 +72,9 @@ impl Delivered {
     }
 }
 
+/// The `code` label of a [`Delivered::Unconfirmed`] report.
+const ACK_WITHOUT_OFFSET: &str = "AckWithoutOffset";
+
 /// The error a record [`Delivered::Unconfirmed`] is re-sent for.
 struct AckWithoutOffset;
 
@@ -440,7 +443,7 @@ impl<T> Deliveries<T> {
                         out.push(Outcome::Acked(p.token));
                     }
                 }
-                Delivered::Unconfirmed => self.failed(*slot, &AckWithoutOffset, "AckWithoutOffset"),
+                Delivered::Unconfirmed => self.failed(*slot, &AckWithoutOffset, ACK_WITHOUT_OFFSET),
                 Delivered::Failed(KafkaError::MessageProduction(code)) if is_permanent(*code) => {
                     out.extend(self.refused(*slot, *code));
                 }
