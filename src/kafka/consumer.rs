@@ -13,10 +13,10 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use tracing::debug;
 
+use crate::kafka::client_errors;
 use crate::kafka::offsets::{OffsetTracker, Partition};
 use crate::ops::events::{
-    Client, InternalEvent, KafkaClientError, OffsetsCommitted, RebalanceFailed, RebalanceKind,
-    Rebalanced,
+    Client, InternalEvent, OffsetsCommitted, RebalanceFailed, RebalanceKind, Rebalanced,
 };
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
@@ -64,23 +64,18 @@ impl IngestContext {
 
 impl ClientContext for IngestContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        match error {
-            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown) => {
-                self.health.brokers_down.store(true, Ordering::Relaxed);
-            }
-            KafkaError::Global(RDKafkaErrorCode::UnknownTopicOrPartition) => {
-                self.health
-                    .ingest_topic_missing
-                    .store(true, Ordering::Relaxed);
-            }
-            _ => {}
+        if let KafkaError::Global(RDKafkaErrorCode::UnknownTopicOrPartition) = error {
+            self.health
+                .ingest_topic_missing
+                .store(true, Ordering::Relaxed);
         }
-        KafkaClientError {
-            client: Client::Consumer,
-            error: &error,
+        client_errors::observe(
+            &self.health,
+            &self.metrics,
+            Client::Consumer,
+            &error,
             reason,
-        }
-        .emit(&self.metrics);
+        );
     }
 
     fn stats(&self, statistics: Statistics) {

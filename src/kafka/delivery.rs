@@ -26,11 +26,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 
 use crate::backoff::Backoff;
+use crate::kafka::client_errors;
 use crate::kafka::output::OutRecord;
 use crate::kafka::record_headers::owned_headers;
-use crate::ops::events::{
-    Client, InternalEvent, KafkaClientError, ProduceFailed, ProduceRecovered, ProduceRefused,
-};
+use crate::ops::events::{Client, InternalEvent, ProduceFailed, ProduceRecovered, ProduceRefused};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -99,17 +98,13 @@ pub struct OutputContext {
 
 impl ClientContext for OutputContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let all_down = matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown));
-        // One line when every broker becomes unreachable, not one per retry.
-        if all_down && self.health.brokers_down.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        KafkaClientError {
-            client: Client::Producer,
-            error: &error,
+        client_errors::observe(
+            &self.health,
+            &self.metrics,
+            Client::Producer,
+            &error,
             reason,
-        }
-        .emit(&self.metrics);
+        );
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -439,7 +434,7 @@ impl<T> Deliveries<T> {
             match outcome {
                 Delivered::Acked => {
                     if let Some(p) = self.remove(*slot) {
-                        self.health.brokers_down.store(false, Ordering::Relaxed);
+                        self.health.brokers_answered();
                         out.push(Outcome::Acked(p.token));
                     }
                 }
@@ -452,6 +447,13 @@ impl<T> Deliveries<T> {
         }
         self.buf = reports;
         self.buf.clear();
+    }
+
+    /// Serves the producer's callbacks without waiting: before the loop
+    /// runs, this is how its errors (a broker refusing the credentials)
+    /// reach the log and readiness.
+    pub fn serve_callbacks(&self) {
+        self.producer.poll(Duration::ZERO);
     }
 
     /// Waits up to `timeout` for librdkafka to send what it holds.

@@ -2,6 +2,7 @@
 //! step, deliveries and re-sends, committable offsets, routing, output
 //! topics, and the records written (envelopes and dead letters).
 
+pub mod client_errors;
 pub mod consumer;
 pub mod dedup;
 pub mod delivery;

@@ -355,6 +355,29 @@ impl<E: Display> InternalEvent for KafkaClientError<'_, E> {
     }
 }
 
+/// The brokers refuse this client's credentials or TLS: logged once per
+/// kind, with the settings to check (never their values).
+pub struct KafkaAccessRefused<'a> {
+    /// Which client saw it.
+    pub client: Client,
+    /// What was refused.
+    pub failure: crate::ops::health::AccessFailure,
+    /// librdkafka's reason text (addresses and OpenSSL's verdict).
+    pub reason: &'a str,
+}
+
+impl InternalEvent for KafkaAccessRefused<'_> {
+    fn emit(self, _: &Metrics) {
+        error!(
+            client = self.client.label(),
+            code = self.failure.code(),
+            reason = self.reason,
+            "{}",
+            self.failure.explanation()
+        );
+    }
+}
+
 /// A copy of an event already produced within the window was not produced.
 pub struct DuplicateSuppressed {
     /// The suppressed copy's shape label (`event`, `legacy`, `generic`).

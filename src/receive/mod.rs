@@ -171,12 +171,12 @@ async fn watch_health(
         .await;
         match found {
             Ok(Ok(true)) => {
-                health.brokers_down.store(false, Ordering::Relaxed);
+                health.brokers_answered();
                 health.ingest_topic_missing.store(false, Ordering::Relaxed);
                 health.started.store(true, Ordering::Relaxed);
             }
             Ok(Ok(false)) => {
-                health.brokers_down.store(false, Ordering::Relaxed);
+                health.brokers_answered();
                 health.ingest_topic_missing.store(true, Ordering::Relaxed);
             }
             Ok(Err(_)) | Err(_) => health.brokers_down.store(true, Ordering::Relaxed),

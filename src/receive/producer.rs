@@ -3,7 +3,6 @@
 //! stored when the deadline passes first.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -13,8 +12,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 
 use crate::config::Settings;
+use crate::kafka::client_errors;
 use crate::kafka::record_headers::owned_headers;
-use crate::ops::events::{Client, InternalEvent, KafkaClientError};
+use crate::ops::events::Client;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -27,16 +27,13 @@ pub struct ReceiveContext {
 
 impl ClientContext for ReceiveContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let all_down = matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown));
-        if all_down && self.health.brokers_down.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        KafkaClientError {
-            client: Client::Producer,
-            error: &error,
+        client_errors::observe(
+            &self.health,
+            &self.metrics,
+            Client::Producer,
+            &error,
             reason,
-        }
-        .emit(&self.metrics);
+        );
     }
 
     fn stats(&self, statistics: Statistics) {

@@ -39,6 +39,32 @@ pub struct Broker {
     child: Option<Child>,
     /// The shared broker is never dropped; its process dies with the test binary.
     owned: bool,
+    /// Secured listeners, for a broker from [`Broker::start_secured`].
+    security: Option<Security>,
+}
+
+/// A secured broker's listeners and identities. Besides PLAINTEXT (the
+/// tests' own superuser door: its principal is `User:ANONYMOUS`) it has a
+/// `SASL_SSL` listener (SCRAM-SHA-512) and an `SSL` listener that requires a
+/// client certificate (the principal is its CN), and `StandardAuthorizer`:
+/// a principal may do only what an ACL grants it.
+pub struct Security {
+    pub pki: Pki,
+    pub sasl_ssl_port: u16,
+    pub ssl_port: u16,
+    /// The broker's certificate (subject alternative name `IP:127.0.0.1`
+    /// only, so `localhost` is a host name that does not match).
+    pub server: Issued,
+}
+
+/// How many SCRAM users a secured broker has ([`scram_user`]).
+pub const SCRAM_USERS: usize = 16;
+
+/// SCRAM-SHA-512 user `n` of a secured broker: (name, password). Each test
+/// takes a user of its own, so its ACLs are its own.
+pub fn scram_user(n: usize) -> (String, String) {
+    assert!(n < SCRAM_USERS, "a secured broker has {SCRAM_USERS} users");
+    (format!("connector-{n}"), format!("scram-secret-{n}-Zq8wX4"))
 }
 
 impl Broker {
@@ -58,34 +84,72 @@ impl Broker {
             dir: run_dir(),
             child: None,
             owned: true,
+            security: None,
         };
         b.format();
         b.restart();
         b
     }
 
+    /// A broker of the test's own with secured listeners and ACLs ([`Security`]).
+    pub fn start_secured() -> Broker {
+        let port = free_port();
+        let dir = run_dir();
+        let pki = Pki::new(&dir.join("pki"), "codat-stream test CA");
+        let server = pki.issue("kafka-broker", &["IP:127.0.0.1"], Validity::Current);
+        let mut b = Broker {
+            port,
+            advertised_port: port,
+            controller_port: free_port(),
+            dir,
+            child: None,
+            owned: true,
+            security: Some(Security {
+                pki,
+                sasl_ssl_port: free_port(),
+                ssl_port: free_port(),
+                server,
+            }),
+        };
+        b.format();
+        b.restart();
+        b
+    }
+
+    /// The test binary's one secured broker ([`Broker::start_secured`]),
+    /// started at first use; tests share it as they share [`Broker::shared`].
+    pub fn shared_secured() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(|| spawn_kept(Broker::start_secured))
+    }
+
+    /// This broker's secured listeners; panics on a plaintext broker.
+    pub fn security(&self) -> &Security {
+        self.security
+            .as_ref()
+            .expect("a broker from Broker::start_secured")
+    }
+
+    /// The `SASL_SSL` listener's address.
+    pub fn sasl_ssl_bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.security().sasl_ssl_port)
+    }
+
+    /// The `SSL` (client certificate) listener's address.
+    pub fn ssl_bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.security().ssl_port)
+    }
+
+    /// The directory of this broker's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The test binary's one plaintext broker, started at first use. Tests
     /// sharing it use names of their own; none may stop it.
     pub fn shared() -> &'static Broker {
         static SHARED: OnceLock<Broker> = OnceLock::new();
-        SHARED.get_or_init(|| {
-            // PR_SET_PDEATHSIG fires when the *thread* that spawned the
-            // child ends, so the shared broker is spawned by a thread that
-            // lives as long as the test binary.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::Builder::new()
-                .name("shared-kafka".into())
-                .spawn(move || {
-                    let mut b = Broker::start();
-                    b.owned = false;
-                    tx.send(b).unwrap();
-                    loop {
-                        std::thread::park();
-                    }
-                })
-                .unwrap();
-            rx.recv().expect("the shared broker started")
-        })
+        SHARED.get_or_init(|| spawn_kept(Broker::start))
     }
 
     pub fn bootstrap(&self) -> String {
@@ -93,6 +157,14 @@ impl Broker {
     }
 
     fn server_properties(&self) -> String {
+        let mut text: String = self.plain_properties();
+        if let Some(sec) = &self.security {
+            text.push_str(&self.secured_properties(sec));
+        }
+        text
+    }
+
+    fn plain_properties(&self) -> String {
         let p = [
             ("process.roles", "broker,controller".to_owned()),
             ("node.id", "1".to_owned()),
@@ -102,20 +174,11 @@ impl Broker {
             ),
             ("controller.listener.names", "CONTROLLER".to_owned()),
             ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
-            (
-                "listeners",
-                format!(
-                    "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                    self.port, self.controller_port
-                ),
-            ),
-            (
-                "advertised.listeners",
-                format!("PLAINTEXT://127.0.0.1:{}", self.advertised_port),
-            ),
+            ("listeners", self.listeners(self.port)),
+            ("advertised.listeners", self.listeners(self.advertised_port)),
             (
                 "listener.security.protocol.map",
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT".to_owned(),
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL".to_owned(),
             ),
             ("log.dirs", self.dir.join("data").display().to_string()),
             // One node: every internal topic with one replica.
@@ -149,6 +212,55 @@ impl Broker {
         p.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
 
+    /// The listeners, with PLAINTEXT on `plain_port` (CONTROLLER is not
+    /// advertised: the caller adds it).
+    fn listeners(&self, plain_port: u16) -> String {
+        let mut l = format!("PLAINTEXT://127.0.0.1:{plain_port}");
+        if plain_port == self.port {
+            l.push_str(&format!(",CONTROLLER://127.0.0.1:{}", self.controller_port));
+        }
+        if let Some(sec) = &self.security {
+            l.push_str(&format!(
+                ",SASL_SSL://127.0.0.1:{},SSL://127.0.0.1:{}",
+                sec.sasl_ssl_port, sec.ssl_port
+            ));
+        }
+        l
+    }
+
+    /// TLS, SCRAM and the authorizer, as a secured platform has them.
+    fn secured_properties(&self, sec: &Security) -> String {
+        let key_store = sec.pki.key_store(&sec.server);
+        let p = [
+            ("sasl.enabled.mechanisms", "SCRAM-SHA-512".to_owned()),
+            (
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config",
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;".to_owned(),
+            ),
+            ("ssl.keystore.type", "PEM".to_owned()),
+            ("ssl.keystore.location", key_store.display().to_string()),
+            ("ssl.truststore.type", "PEM".to_owned()),
+            (
+                "ssl.truststore.location",
+                sec.pki.ca().display().to_string(),
+            ),
+            ("listener.name.ssl.ssl.client.auth", "required".to_owned()),
+            // A certificate's principal is its CN: User:<cn>.
+            (
+                "ssl.principal.mapping.rules",
+                "RULE:^CN=([^,]*)$/$1/,DEFAULT".to_owned(),
+            ),
+            (
+                "authorizer.class.name",
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer".to_owned(),
+            ),
+            // The PLAINTEXT and CONTROLLER listeners: the broker itself and
+            // the tests' set-up. Every other principal needs ACLs.
+            ("super.users", "User:ANONYMOUS".to_owned()),
+        ];
+        p.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+
     /// Writes the configuration and formats the log directory (a new cluster).
     fn format(&self) {
         std::fs::create_dir_all(&self.dir).unwrap();
@@ -166,6 +278,7 @@ impl Broker {
                 "--config",
             ])
             .arg(self.dir.join("server.properties"))
+            .args(self.scram_args())
             .output()
             .unwrap_or_else(|e| panic!("cannot run java (scripts/test.sh installs it): {e}"));
         assert!(
@@ -174,6 +287,22 @@ impl Broker {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// StorageTool's `--add-scram` for each SCRAM user of a secured broker.
+    fn scram_args(&self) -> Vec<String> {
+        if self.security.is_none() {
+            return Vec::new();
+        }
+        (0..SCRAM_USERS)
+            .flat_map(|n| {
+                let (name, password) = scram_user(n);
+                [
+                    "--add-scram".to_owned(),
+                    format!("SCRAM-SHA-512=[name={name},password={password}]"),
+                ]
+            })
+            .collect()
     }
 
     fn java(&self) -> Command {
@@ -322,6 +451,25 @@ impl Drop for Broker {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A broker for the whole test binary. PR_SET_PDEATHSIG fires when the
+/// *thread* that spawned the child ends, so it is spawned by a thread that
+/// lives as long as the test binary.
+fn spawn_kept(start: fn() -> Broker) -> Broker {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("shared-kafka".into())
+        .spawn(move || {
+            let mut b = start();
+            b.owned = false;
+            tx.send(b).unwrap();
+            loop {
+                std::thread::park();
+            }
+        })
+        .unwrap();
+    rx.recv().expect("the shared broker started")
 }
 
 /// The Kafka version scripts/kafka/pom.xml pins (read from it, so the two

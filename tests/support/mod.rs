@@ -5,10 +5,12 @@
 
 #![allow(dead_code)]
 
+pub mod acl;
 pub mod broker;
 pub mod connector;
 pub mod kafka_io;
 pub mod mock_kafka;
+pub mod pki;
 pub mod procfs;
 pub mod prometheus;
 pub mod proxy;
@@ -17,7 +19,9 @@ pub mod registry;
 
 // One flat surface for the tests; each test crate uses part of it.
 #[allow(unused_imports)]
-pub use {broker::*, connector::*, kafka_io::*, prometheus::*, proxy::*, receiver::*};
+pub use {
+    acl::*, broker::*, connector::*, kafka_io::*, pki::*, prometheus::*, proxy::*, receiver::*,
+};
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -168,7 +168,7 @@ async fn run_here(
             stop.store(true, Ordering::Relaxed);
         }
     });
-    if !processor.start(shutdown.clone()).await? {
+    if !serving_callbacks(&deliveries, processor.start(shutdown.clone())).await? {
         info!("shutdown requested during start-up");
         return Ok(RunOutcome::Drained);
     }
@@ -196,6 +196,23 @@ async fn run_here(
         commit_stored(&consumer, "shutdown");
     }
     finish(&deliveries, &health, abandoned)
+}
+
+/// Runs start-up (topics, registry) while serving the producer's callbacks,
+/// so brokers refusing the credentials or TLS are logged, and `/readyz`
+/// says so, while start-up waits for them.
+async fn serving_callbacks<T>(
+    deliveries: &Deliveries<Delivered>,
+    work: impl Future<Output = T>,
+) -> T {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = tick.tick() => deliveries.serve_callbacks(),
+        }
+    }
 }
 
 /// The ingest consumer and the output producer (makes no network call).
@@ -688,7 +705,7 @@ impl<'r> Io<'r> {
 
     /// Counts a consumed record and registers its ticket.
     fn register(&mut self, message: &BorrowedMessage<'_>) -> Ticket {
-        self.health.brokers_down.store(false, Ordering::Relaxed);
+        self.health.brokers_answered();
         self.health.consumed.fetch_add(1, Ordering::Relaxed);
         self.count_consumed(message);
         let partition = self
