@@ -138,6 +138,19 @@ fn drain(broker: &Broker, names: &Names, connector: &Connector, n: usize) {
     assert_all_seen(&seen, &ids);
 }
 
+/// No line at ERROR from the connector (librdkafka's own lines aside).
+fn assert_no_errors(connector: &Connector) {
+    let errors: Vec<serde_json::Value> = connector
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l["level"] == "ERROR" && l["target"] != "librdkafka")
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "errors logged: {errors:?}");
+}
+
 #[test]
 fn scram_over_tls_drains_with_only_readmes_acls_in_each_mode() {
     let broker = Broker::shared_secured();
@@ -152,6 +165,7 @@ fn scram_over_tls_drains_with_only_readmes_acls_in_each_mode() {
         broker.grant(&id.principal(), &connector_grants(&names, mode));
         let connector = start(broker, &names, &id, mode);
         drain(broker, &names, &connector, 200);
+        assert_no_errors(&connector);
         assert_eq!(
             connector.get("/readyz").map(|(s, _)| s),
             Some(200),
@@ -346,4 +360,40 @@ fn a_host_name_the_certificate_does_not_name_is_refused_and_nothing_is_lost_once
         code: "broker_certificate_unverified",
         setting: "kafka.bootstrap_servers",
     });
+}
+
+#[test]
+fn probe_acls() {
+    let _ = Broker::shared_secured();
+    let mut handles = Vec::new();
+    for mode in [Mode::AtLeastOnce, Mode::Dedup, Mode::ExactlyOnce] {
+        let n = connector_grants(&Names::new(), mode).len();
+        let skip = match mode { Mode::AtLeastOnce => 0, Mode::Dedup => 8, Mode::ExactlyOnce => 8 };
+        for i in skip..n {
+            handles.push(std::thread::spawn(move || {
+                let broker = Broker::shared_secured();
+                let names = Names::new();
+                broker.create_topic(&names.ingest, 2);
+                let id = Identity::Tls(broker.security().pki.issue(&format!("acl-{}-{i}", mode as u8), &[], Validity::Current));
+                let mut grants = connector_grants(&names, mode);
+                let removed = grants.remove(i);
+                broker.grant(&id.principal(), &grants);
+                let inputs = generated_inputs(20, 10);
+                let records: Vec<Input> = inputs.into_iter().map(|(i, _)| i).collect();
+                produce(&broker.bootstrap(), &names.ingest, &records);
+                let mut c = start(broker, &names, &id, mode);
+                std::thread::sleep(Duration::from_secs(25));
+                let outs = consume_until(&broker.bootstrap(), |t| is_output(&names, t), Duration::from_secs(3), |_| false);
+                let mut by_topic = std::collections::BTreeMap::new();
+                for m in &outs { *by_topic.entry(rdkafka::Message::topic(m).replace(&names.prefix, "PREFIX.")).or_insert(0) += 1; }
+                let alive = c.child.try_wait().unwrap();
+                if alive.is_some() { c.kill9(); eprintln!("EXIT LOG {removed}: {}", c.raw_log_text().lines().rev().take(4).collect::<Vec<_>>().join("\n")); }
+                let log: Vec<String> = c.log.lock().unwrap().iter().filter(|l| l["level"] != "INFO" && l["target"] != "librdkafka").map(|l| { let mut l = l.clone(); l.as_object_mut().unwrap().remove("timestamp"); l.to_string() }).collect();
+                let mut dedup = log.clone(); dedup.sort(); dedup.dedup();
+                eprintln!("==== {mode:?} without {removed}: exit {alive:?} readyz {:?} outputs {by_topic:?}\n{}", c.get("/readyz"), dedup.iter().take(8).map(|s| &s[..s.len().min(400)]).collect::<Vec<_>>().join("\n"));
+                c.kill9();
+            }));
+        }
+    }
+    for h in handles { h.join().unwrap(); }
 }

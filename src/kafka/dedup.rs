@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::Settings;
@@ -107,6 +107,28 @@ impl Dedup {
             .or_insert_with(|| DedupWindow::new(window_ms))
     }
 
+    /// The changelog partition's low and high watermarks. A changelog made
+    /// moments ago may not be in this client's metadata yet ("unknown
+    /// partition"): asked again, up to 30 s, as the metadata catches up.
+    fn watermarks(&self, partition: i32) -> Result<(i64, i64), KafkaError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let asked = self.restorer.fetch_watermarks(
+                &self.changelog,
+                partition,
+                Duration::from_secs(10),
+            );
+            match asked {
+                Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition,
+                )) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Reads the changelog partitions of `assigned` from the beginning to
     /// their high watermarks into fresh windows.
     pub fn restore(&mut self, assigned: &[Partition]) -> Result<Restored, KafkaError> {
@@ -115,11 +137,7 @@ impl Dedup {
         for partition in assigned {
             self.windows
                 .insert(partition.clone(), DedupWindow::new(self.window_ms));
-            let (low, high) = self.restorer.fetch_watermarks(
-                &self.changelog,
-                partition.1,
-                Duration::from_secs(10),
-            )?;
+            let (low, high) = self.watermarks(partition.1)?;
             if high > low {
                 targets.insert(partition.1, high);
                 tpl.add_partition_offset(&self.changelog, partition.1, Offset::Beginning)?;

@@ -10,6 +10,8 @@ use std::process::Command;
 /// A CA in a directory of its own, and what it has issued there.
 pub struct Pki {
     dir: PathBuf,
+    /// `openssl ca` keeps its serial and index in files: one issue at a time.
+    issuing: std::sync::Mutex<()>,
 }
 
 /// A key and its certificate, PEM files.
@@ -39,6 +41,7 @@ impl Pki {
         std::fs::write(dir.join("ca.cnf"), ca_config(dir)).unwrap();
         let pki = Pki {
             dir: dir.to_owned(),
+            issuing: std::sync::Mutex::new(()),
         };
         openssl(
             &[
@@ -110,6 +113,7 @@ impl Pki {
                 "20210201000000Z",
             ],
         };
+        let _one_at_a_time = self.issuing.lock().unwrap_or_else(|p| p.into_inner());
         let mut args = vec!["ca", "-batch", "-notext", "-extensions", "leaf"];
         args.extend_from_slice(dates);
         args.extend_from_slice(&["-config"]);
