@@ -19,7 +19,7 @@ pub fn observe(
     error: &KafkaError,
     reason: &str,
 ) {
-    if let Some(failure) = access_failure(error, reason) {
+    if let Some(failure) = access_failure(client, error, reason) {
         if health.refused_access(failure) {
             KafkaAccessRefused {
                 client,
@@ -47,9 +47,10 @@ pub fn observe(
 /// and which settings it points at. librdkafka gives one code for most TLS
 /// failures and reports a refused client certificate as a transport
 /// failure; its reason text carries OpenSSL's verdict.
-pub fn access_failure(error: &KafkaError, reason: &str) -> Option<AccessFailure> {
-    let KafkaError::Global(code) = error else {
-        return None;
+pub fn access_failure(client: Client, error: &KafkaError, reason: &str) -> Option<AccessFailure> {
+    let code = match error {
+        KafkaError::Global(code) | KafkaError::MessageConsumption(code) => *code,
+        _ => return None,
     };
     let r = reason.to_ascii_lowercase();
     let tls_alert = |alerts: &[&str]| {
@@ -64,7 +65,16 @@ pub fn access_failure(error: &KafkaError, reason: &str) -> Option<AccessFailure>
         "unknown ca",
         "certificate required",
     ]);
+    let consumer = client == Client::Consumer;
     match code {
+        // The consumer's topics are the ingest topics (an output topic the
+        // producer may not write goes to the catch-all, record by record).
+        RDKafkaErrorCode::TopicAuthorizationFailed if consumer => {
+            Some(AccessFailure::IngestTopicNotAuthorized)
+        }
+        RDKafkaErrorCode::GroupAuthorizationFailed if consumer => {
+            Some(AccessFailure::GroupNotAuthorized)
+        }
         // "sasl_ssl://" is in every reason on that listener: OpenSSL's own
         // words mark a TLS failure.
         RDKafkaErrorCode::Authentication
@@ -136,10 +146,48 @@ mod tests {
                 None,
             ),
         ];
-        for (code, reason, want) in cases {
-            assert_eq!(access_failure(&global(code), reason), want, "{reason}");
+        for client in [Client::Consumer, Client::Producer] {
+            for (code, reason, want) in &cases {
+                let got = access_failure(client, &global(*code), reason);
+                assert_eq!(got, *want, "{reason}");
+            }
         }
         let produce = KafkaError::MessageProduction(Auth);
-        assert_eq!(access_failure(&produce, "SASL authentication error"), None);
+        let got = access_failure(Client::Producer, &produce, "SASL authentication error");
+        assert_eq!(got, None);
+    }
+
+    #[test]
+    fn a_consumer_refused_its_topic_or_group_is_told_which() {
+        use RDKafkaErrorCode::*;
+        let topic = "Subscribed topic not available: t.ingest: Broker: Topic authorization failed";
+        let group = "FindCoordinator response error: Group authorization failed.";
+        let cases = [
+            (
+                global(TopicAuthorizationFailed),
+                topic,
+                AccessFailure::IngestTopicNotAuthorized,
+            ),
+            (
+                global(GroupAuthorizationFailed),
+                group,
+                AccessFailure::GroupNotAuthorized,
+            ),
+            (
+                KafkaError::MessageConsumption(TopicAuthorizationFailed),
+                "",
+                AccessFailure::IngestTopicNotAuthorized,
+            ),
+            (
+                KafkaError::MessageConsumption(GroupAuthorizationFailed),
+                "",
+                AccessFailure::GroupNotAuthorized,
+            ),
+        ];
+        for (error, reason, want) in cases {
+            assert_eq!(access_failure(Client::Consumer, &error, reason), Some(want));
+            // The producer's refusals are per record: the catch-all's business.
+            assert_eq!(access_failure(Client::Producer, &error, reason), None);
+        }
     }
 }

@@ -127,6 +127,8 @@ impl ConsumerContext for IngestContext {
             }
             Rebalance::Assign(tpl) => {
                 self.note_change(tpl, true);
+                // Assigned: the group and topics are readable.
+                self.health.brokers_answered();
                 self.health
                     .ingest_topic_missing
                     .store(false, Ordering::Relaxed);

@@ -113,11 +113,9 @@ impl Dedup {
     fn watermarks(&self, partition: i32) -> Result<(i64, i64), KafkaError> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let asked = self.restorer.fetch_watermarks(
-                &self.changelog,
-                partition,
-                Duration::from_secs(10),
-            );
+            let asked =
+                self.restorer
+                    .fetch_watermarks(&self.changelog, partition, Duration::from_secs(10));
             match asked {
                 Err(KafkaError::MetadataFetch(
                     RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition,

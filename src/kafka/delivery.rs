@@ -29,7 +29,9 @@ use crate::backoff::Backoff;
 use crate::kafka::client_errors;
 use crate::kafka::output::OutRecord;
 use crate::kafka::record_headers::owned_headers;
-use crate::ops::events::{Client, InternalEvent, ProduceFailed, ProduceRecovered, ProduceRefused};
+use crate::ops::events::{
+    ChangelogWriteFailed, Client, InternalEvent, ProduceFailed, ProduceRecovered, ProduceRefused,
+};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -214,6 +216,8 @@ struct Pending<T> {
 /// Records in flight to the broker; `T` is what each acknowledgement returns.
 pub struct Deliveries<T> {
     producer: BaseProducer<OutputContext>,
+    /// The last changelog write failed.
+    changelog_failing: bool,
     pending: HashMap<usize, Pending<T>>,
     next_slot: usize,
     resend_at: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -241,6 +245,7 @@ impl<T> Deliveries<T> {
         })?;
         Ok(Deliveries {
             producer,
+            changelog_failing: false,
             pending: HashMap::new(),
             next_slot: 0,
             resend_at: BinaryHeap::new(),
@@ -431,6 +436,10 @@ impl<T> Deliveries<T> {
     fn settle_reports(&mut self, out: &mut Vec<Outcome<T>>) {
         let reports = std::mem::take(&mut self.buf);
         for (slot, outcome) in &reports {
+            if *slot == UNTRACKED {
+                self.untracked_settled(outcome);
+                continue;
+            }
             match outcome {
                 Delivered::Acked => {
                     if let Some(p) = self.remove(*slot) {
@@ -454,6 +463,25 @@ impl<T> Deliveries<T> {
     /// reach the log and readiness.
     pub fn serve_callbacks(&self) {
         self.producer.poll(Duration::ZERO);
+    }
+
+    /// A changelog write's report: nothing waits for it, but a failing
+    /// changelog is said (once, then once more after it recovers), since
+    /// the ids it would keep are then lost at the next restart.
+    fn untracked_settled(&mut self, outcome: &Delivered) {
+        let failed = match outcome {
+            Delivered::Failed(e) => Some(e),
+            Delivered::Acked | Delivered::Unconfirmed => None,
+        };
+        let was_failing = std::mem::replace(&mut self.changelog_failing, failed.is_some());
+        if let Some(error) = failed {
+            ChangelogWriteFailed {
+                error,
+                code: &error_label(error),
+                first: !was_failing,
+            }
+            .emit(&self.metrics);
+        }
     }
 
     /// Waits up to `timeout` for librdkafka to send what it holds.

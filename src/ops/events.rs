@@ -180,6 +180,29 @@ impl<E: Display> InternalEvent for ProduceFailed<'_, E> {
     }
 }
 
+/// A de-duplication changelog write failed: the id stays remembered in
+/// memory, but a restart (or the partition's next owner) forgets it.
+pub struct ChangelogWriteFailed<'a, E: Display> {
+    pub error: &'a E,
+    /// librdkafka's code name, the `code` label.
+    pub code: &'a str,
+    /// The first failure since the changelog last took a write.
+    pub first: bool,
+}
+
+impl<E: Display> InternalEvent for ChangelogWriteFailed<'_, E> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.produce_errors.with_label_values(&[self.code]).inc();
+        if self.first {
+            error!(
+                error = %self.error,
+                "cannot write the de-duplication changelog: ids are remembered until the next \
+                 restart only (grant WRITE on the changelog topic, dedup.changelog_topic)"
+            );
+        }
+    }
+}
+
 /// The broker refused a record for good; something else will be sent.
 pub struct ProduceRefused<'a> {
     /// librdkafka's code name, the `code` label.

@@ -121,14 +121,20 @@ pub enum AccessFailure {
     /// Another TLS failure (a listener that does not speak TLS, a protocol
     /// version mismatch).
     Tls,
+    /// The brokers refuse this principal READ on an ingest topic.
+    IngestTopicNotAuthorized,
+    /// The brokers refuse this principal its consumer group.
+    GroupNotAuthorized,
 }
 
 impl AccessFailure {
-    pub const ALL: [AccessFailure; 4] = [
+    pub const ALL: [AccessFailure; 6] = [
         AccessFailure::Authentication,
         AccessFailure::BrokerCertificateUnverified,
         AccessFailure::ClientCertificateRefused,
         AccessFailure::Tls,
+        AccessFailure::IngestTopicNotAuthorized,
+        AccessFailure::GroupNotAuthorized,
     ];
 
     /// A stable code, for logs and tests.
@@ -138,6 +144,8 @@ impl AccessFailure {
             AccessFailure::BrokerCertificateUnverified => "broker_certificate_unverified",
             AccessFailure::ClientCertificateRefused => "client_certificate_refused",
             AccessFailure::Tls => "tls_handshake_failed",
+            AccessFailure::IngestTopicNotAuthorized => "ingest_topic_not_authorized",
+            AccessFailure::GroupNotAuthorized => "group_not_authorized",
         }
     }
 
@@ -162,6 +170,14 @@ impl AccessFailure {
             AccessFailure::Tls => {
                 "the TLS handshake with kafka failed \
                  (check kafka.common security.protocol and the ssl.* settings)"
+            }
+            AccessFailure::IngestTopicNotAuthorized => {
+                "kafka refuses this client READ on an ingest topic \
+                 (grant the principal READ on each topic of ingest.topics)"
+            }
+            AccessFailure::GroupNotAuthorized => {
+                "kafka refuses this client its consumer group \
+                 (grant the principal READ on the group named by ingest.group_id)"
             }
         }
     }

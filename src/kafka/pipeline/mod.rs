@@ -48,6 +48,7 @@ use crate::config::{Guarantee, Settings};
 use crate::core::dedup::IdDigest;
 use crate::core::envelope::Shape;
 use crate::core::normalize::IngestMeta;
+use crate::kafka::client_errors;
 use crate::kafka::consumer::{IngestContext, commit_stored};
 use crate::kafka::dedup::changelog_value;
 use crate::kafka::delivery::{Deliveries, Outcome};
@@ -58,7 +59,9 @@ use crate::kafka::processor::{
 };
 use crate::kafka::record_headers::InHeaders;
 use crate::kafka::transaction::Transactions;
-use crate::ops::events::{DedupRestoreFailed, DedupRestored, DuplicateSuppressed, InternalEvent};
+use crate::ops::events::{
+    Client, DedupRestoreFailed, DedupRestored, DuplicateSuppressed, InternalEvent,
+};
 use crate::ops::health::{Health, now_ms};
 use crate::ops::metrics::Metrics;
 use crate::registry::value_format;
@@ -117,6 +120,12 @@ pub enum PipelineError {
     /// Start-up topics or schema registration failed for good.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The brokers refuse the transactional id: an ACL is missing.
+    #[error(
+        "kafka refuses this client the transactional id {id:?} (grant the principal WRITE on \
+         TransactionalId {id:?}, or a prefix of it; delivery.transactional_id): {source}"
+    )]
+    TransactionalIdNotAuthorized { id: String, source: KafkaError },
     /// The hot thread could not be started or stopped without a result.
     #[error("the processing thread failed: {0}")]
     Thread(String),
@@ -404,7 +413,7 @@ impl Hot<'_, '_> {
                 match consumer.poll(Duration::ZERO) {
                     None => break,
                     Some(Err(e)) => {
-                        warn!(error = %e, "consume error");
+                        self.io.consume_error(&e);
                         break;
                     }
                     Some(Ok(message)) => self.consumed(&message, shutdown).await?,
@@ -430,7 +439,7 @@ impl Hot<'_, '_> {
         }
         match self.io.consumer.poll(IDLE_WAIT) {
             Some(Ok(message)) => self.consumed(&message, shutdown).await?,
-            Some(Err(e)) => warn!(error = %e, "consume error"),
+            Some(Err(e)) => self.io.consume_error(&e),
             None => {}
         }
         Ok(())
@@ -701,6 +710,12 @@ impl<'r> Io<'r> {
             }
             Err(e) => warn!(error = %e, paused, "cannot pause or resume the ingest partitions"),
         }
+    }
+
+    /// A consume error: a refused topic or group is logged once and makes
+    /// the connector unready; anything else is logged as it comes.
+    fn consume_error(&self, e: &KafkaError) {
+        client_errors::observe(self.health, self.metrics, Client::Consumer, e, "");
     }
 
     /// Counts a consumed record and registers its ticket.

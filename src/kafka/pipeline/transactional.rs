@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tracing::warn;
 
 use super::{ACK_WAIT, Hot, Io, PipelineError, REWIND_TIMEOUT, TXN_ACK_WAIT, lock};
@@ -33,6 +33,14 @@ pub(super) fn init(
                 if e.is_retriable() && !stop.load(Ordering::Relaxed) =>
             {
                 warn!(error = %e, "waiting for the cluster to register the transactional id");
+            }
+            Err(KafkaError::Transaction(e))
+                if e.code() == RDKafkaErrorCode::TransactionalIdAuthorizationFailed =>
+            {
+                return Err(PipelineError::TransactionalIdNotAuthorized {
+                    id: settings.transactional_id(),
+                    source: KafkaError::Transaction(e),
+                });
             }
             Err(e) => return Err(PipelineError::Kafka(e)),
         }
