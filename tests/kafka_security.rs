@@ -543,3 +543,194 @@ fn each_changelog_grant_removed_with_dedup() {
 fn the_transactional_id_grant_removed_in_exactly_once() {
     each_grant_removed(Mode::ExactlyOnce);
 }
+
+fn start_receiver(broker: &Broker, topic: &str, id: &Identity) -> Receiver {
+    let (bootstrap, env) = id.env(broker);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Receiver::start(&bootstrap, topic, &env)
+}
+
+/// Posts signed deliveries `ids`; each answer's status.
+fn post_all(receiver: &Receiver, ids: &[String]) -> Vec<u16> {
+    ids.iter()
+        .map(|id| {
+            let (headers, body) = signed_delivery(id);
+            receiver.post(SIGNED_PATH, &headers, &body).0
+        })
+        .collect()
+}
+
+#[test]
+fn receive_stores_every_delivery_over_scram_and_mtls_with_write_on_its_topic_only() {
+    let broker = Broker::shared_secured();
+    let cert = broker
+        .security()
+        .pki
+        .issue("receiver-tls", &[], Validity::Current);
+    for id in [Identity::scram(8), Identity::Tls(cert)] {
+        let topic = unique("receive-secured");
+        broker.create_topic(&topic, 2);
+        broker.grant(
+            &id.principal(),
+            &[Grant::literal(Resource::Topic, &topic, "WRITE")],
+        );
+        let receiver = start_receiver(broker, &topic, &id);
+        receiver.wait_ready(Duration::from_secs(60));
+        let ids: Vec<String> = (0..20).map(|i| format!("evt-secured-{i}")).collect();
+        assert!(post_all(&receiver, &ids).iter().all(|s| *s == 200));
+        let stored = read_topic(&broker.bootstrap(), &topic, Duration::from_secs(30), |m| {
+            m.len() >= ids.len()
+        });
+        assert_eq!(stored.len(), ids.len(), "every 200 is on the topic");
+    }
+}
+
+#[test]
+fn receive_with_a_wrong_password_is_unready_answers_503_and_stores_once_fixed() {
+    let broker = Broker::shared_secured();
+    let topic = unique("receive-refused");
+    broker.create_topic(&topic, 2);
+    let good = Identity::scram(9);
+    broker.grant(
+        &good.principal(),
+        &[Grant::literal(Resource::Topic, &topic, "WRITE")],
+    );
+    let bad = Identity::Scram {
+        user: 9,
+        password: "not-the-password-Rq2".into(),
+    };
+    let mut receiver = start_receiver(broker, &topic, &bad);
+    wait_for(
+        "/readyz to name sasl.password",
+        Duration::from_secs(30),
+        || {
+            http_get(&receiver.http, "/readyz")
+                .is_some_and(|(s, b)| s == 503 && b.contains("sasl.password"))
+        },
+    );
+    let ids: Vec<String> = (0..3).map(|i| format!("evt-refused-{i}")).collect();
+    // Codat retries what is not answered 2xx.
+    assert!(post_all(&receiver, &ids).iter().all(|s| *s == 503));
+    assert!(!receiver.raw_log_text().contains("not-the-password-Rq2"));
+    receiver.sigterm();
+    assert!(receiver.wait_exit(Duration::from_secs(30)).success());
+
+    let receiver = start_receiver(broker, &topic, &good);
+    receiver.wait_ready(Duration::from_secs(60));
+    assert!(post_all(&receiver, &ids).iter().all(|s| *s == 200));
+    let stored = read_topic(&broker.bootstrap(), &topic, Duration::from_secs(30), |m| {
+        m.len() >= ids.len()
+    });
+    assert_eq!(stored.len(), ids.len());
+}
+
+/// A distinctive line of a PEM text's body (the base64 between the armour).
+fn pem_body_line(pem: &str) -> String {
+    pem.lines().nth(2).unwrap().to_owned()
+}
+
+#[test]
+fn secrets_in_file_and_environment_never_reach_output_logs_metrics_or_dead_letters() {
+    let broker = Broker::shared_secured();
+    let names = Names::new();
+    broker.create_topic(&names.ingest, 2);
+    let (user, password) = scram_user(10);
+    let id = Identity::scram(10);
+    broker.grant(
+        &id.principal(),
+        &connector_grants(&names, Mode::AtLeastOnce),
+    );
+    let pki = &broker.security().pki;
+    let cert = pki.issue("secrets-check", &[], Validity::Current);
+    let key_password = "key-pass-Vb81sQ";
+    let key_pem = pki.encrypted_key(&cert, key_password);
+    let token = "bearer-token-Jm4tK0";
+    // The password and an (encrypted) private key in the file, the key's
+    // password and a token in the environment; librdkafka's own debug
+    // output on for security and configuration.
+    let config = broker.dir().join(unique("secrets")).with_extension("toml");
+    let toml = format!(
+        "[kafka.common]\n\
+         \"security.protocol\" = \"SASL_SSL\"\n\
+         \"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\
+         \"sasl.username\" = \"{user}\"\n\
+         \"sasl.password\" = \"{password}\"\n\
+         \"ssl.ca.location\" = \"{ca}\"\n\
+         \"ssl.key.pem\" = \"\"\"\n{key_pem}\"\"\"\n\
+         \"ssl.certificate.pem\" = \"\"\"\n{cert_pem}\"\"\"\n\
+         \"debug\" = \"security,conf,broker\"\n",
+        ca = pki.ca().display(),
+        cert_pem = std::fs::read_to_string(&cert.cert).unwrap(),
+    );
+    std::fs::write(&config, toml).unwrap();
+    let env = [
+        (
+            "CODAT_STREAM__KAFKA__COMMON__SSL_KEY_PASSWORD",
+            key_password,
+        ),
+        ("CODAT_STREAM__SCHEMA_REGISTRY__BEARER_TOKEN", token),
+        ("CODAT_STREAM__LOG__LEVEL", "debug"),
+    ];
+    let secrets = [
+        password.clone(),
+        key_password.to_owned(),
+        pem_body_line(&key_pem),
+        token.to_owned(),
+    ];
+    let assert_hidden = |what: &str, text: &str| {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "{what} shows a secret");
+        }
+    };
+
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_codat-stream"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap();
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(shown.contains("sasl.password"), "{shown}");
+    assert_hidden("check-config", &shown);
+
+    let bootstrap = broker.sasl_ssl_bootstrap();
+    let mut c = Connector::start_with_config(&bootstrap, &names, &env, Some(&config));
+    let inputs = generated_inputs(20, 10);
+    let ids: Vec<String> = inputs.iter().map(|(_, id)| id.clone()).collect();
+    let records: Vec<Input> = inputs.into_iter().map(|(i, _)| i).collect();
+    produce(&broker.bootstrap(), &names.ingest, &records);
+    c.wait_started(Duration::from_secs(60));
+    read_ids(&broker.bootstrap(), &names, &ids, Duration::from_secs(60));
+    let (_, metrics) = c.get("/metrics").unwrap();
+    assert_hidden("/metrics", &metrics);
+    let dead = read_topic(
+        &broker.bootstrap(),
+        &names.dlq,
+        Duration::from_secs(30),
+        |m| m.len() >= 2,
+    );
+    assert_eq!(dead.len(), 2);
+    for m in &dead {
+        for (k, v) in all_headers(m) {
+            assert_hidden("a dead letter's headers", &String::from_utf8_lossy(&k));
+            assert_hidden("a dead letter's headers", &String::from_utf8_lossy(&v));
+        }
+    }
+    c.sigterm();
+    c.wait_exit(Duration::from_secs(30));
+    let log = c.raw_log_text();
+    assert!(
+        log.contains("\"level\":\"DEBUG\""),
+        "the log is at debug level"
+    );
+    assert!(
+        log.contains("SASL"),
+        "librdkafka's security debug is in the log"
+    );
+    assert_hidden("the log", &log);
+}

@@ -136,6 +136,23 @@ impl Pki {
         }
     }
 
+    /// `issued`'s key as encrypted PKCS#8 PEM text, under `password`.
+    pub fn encrypted_key(&self, issued: &Issued, password: &str) -> String {
+        let out = Command::new("openssl")
+            .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout"])
+            .arg(format!("pass:{password}"))
+            .arg("-in")
+            .arg(&issued.key)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// A key store for Kafka (`ssl.keystore.type=PEM`): the key, then the
     /// certificate chain.
     pub fn key_store(&self, issued: &Issued) -> PathBuf {
