@@ -48,6 +48,46 @@ fn the_example_config_is_valid() {
     );
 }
 
+/// deploy/security's examples: SCRAM over TLS and mTLS also drain in
+/// tests/kafka_security.rs; OAUTHBEARER/OIDC is checked here only.
+#[test]
+fn the_security_examples_are_valid_and_their_secrets_masked() {
+    let env = [
+        (
+            "CODAT_STREAM__KAFKA__COMMON__SASL_PASSWORD",
+            "scram-hunter2",
+        ),
+        (
+            "CODAT_STREAM__KAFKA__COMMON__SSL_KEY_PASSWORD",
+            "key-hunter2",
+        ),
+        (
+            "CODAT_STREAM__KAFKA__COMMON__SASL_OAUTHBEARER_CLIENT_SECRET",
+            "oidc-hunter2",
+        ),
+    ];
+    for file in ["scram-tls.toml", "mtls.toml", "oauthbearer-oidc.toml"] {
+        let out = check_config(&repo("deploy/security").join(file), &env);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !stdout.contains("hunter2"),
+            "{file} shows a secret: {stdout}"
+        );
+        assert!(stdout.contains("\"security.protocol\""), "{file}: {stdout}");
+    }
+    let out = check_config(&repo("deploy/security/oauthbearer-oidc.toml"), &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#""sasl.oauthbearer.client.secret" = "********""#),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn the_kubernetes_configmap_is_valid_and_its_secret_is_masked() {
     let dir = tempfile::tempdir().unwrap();

@@ -63,6 +63,28 @@ impl Identity {
     }
 }
 
+/// The example configuration in deploy/security/ for this identity.
+fn example(id: &Identity) -> std::path::PathBuf {
+    let file = match id {
+        Identity::Scram { .. } => "scram-tls.toml",
+        Identity::Tls(_) => "mtls.toml",
+    };
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/security")
+        .join(file)
+}
+
+/// Starts a connector with deploy/security's example for `id`: the file
+/// gives the protocol and mechanism; the environment gives the test's
+/// paths, user name and password in place of the example's.
+fn start_from_example(broker: &Broker, names: &Names, id: &Identity, mode: Mode) -> Connector {
+    let (bootstrap, mut env) = id.env(broker);
+    env.retain(|(k, _)| !k.ends_with("SECURITY_PROTOCOL") && !k.ends_with("SASL_MECHANISM"));
+    env.extend(mode.env(names));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Connector::start_with_config(&bootstrap, names, &env, Some(&example(id)))
+}
+
 /// Delivery modes, as `[delivery]` and `[dedup]` set them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -152,7 +174,7 @@ fn assert_no_errors(connector: &Connector) {
 }
 
 #[test]
-fn scram_over_tls_drains_with_only_readmes_acls_in_each_mode() {
+fn scram_over_tls_drains_from_the_example_config_with_only_readmes_acls_in_each_mode() {
     let broker = Broker::shared_secured();
     for (user, mode) in [
         (0, Mode::AtLeastOnce),
@@ -163,7 +185,7 @@ fn scram_over_tls_drains_with_only_readmes_acls_in_each_mode() {
         broker.create_topic(&names.ingest, 2);
         let id = Identity::scram(user);
         broker.grant(&id.principal(), &connector_grants(&names, mode));
-        let connector = start(broker, &names, &id, mode);
+        let connector = start_from_example(broker, &names, &id, mode);
         drain(broker, &names, &connector, 200);
         assert_no_errors(&connector);
         assert_eq!(
@@ -175,7 +197,7 @@ fn scram_over_tls_drains_with_only_readmes_acls_in_each_mode() {
 }
 
 #[test]
-fn mtls_drains_with_only_readmes_acls() {
+fn mtls_drains_from_the_example_config_with_only_readmes_acls() {
     let broker = Broker::shared_secured();
     let names = Names::new();
     broker.create_topic(&names.ingest, 2);
@@ -188,7 +210,7 @@ fn mtls_drains_with_only_readmes_acls() {
         &id.principal(),
         &connector_grants(&names, Mode::AtLeastOnce),
     );
-    let connector = start(broker, &names, &id, Mode::AtLeastOnce);
+    let connector = start_from_example(broker, &names, &id, Mode::AtLeastOnce);
     drain(broker, &names, &connector, 200);
 }
 
