@@ -119,12 +119,27 @@ impl Dedup {
             match asked {
                 Err(KafkaError::MetadataFetch(
                     RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition,
-                )) if Instant::now() < deadline => {
+                )) if Instant::now() < deadline && !self.lacks_partition(partition) => {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 done => return done,
             }
         }
+    }
+
+    /// Whether the broker lists the changelog with fewer partitions than
+    /// `partition` needs (made by an operator with too few): asking again
+    /// would not help.
+    fn lacks_partition(&self, partition: i32) -> bool {
+        self.restorer
+            .fetch_metadata(Some(&self.changelog), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| {
+                let topic = m.topics().iter().find(|t| t.name() == self.changelog)?;
+                let known = !topic.partitions().is_empty();
+                Some(known && topic.partitions().iter().all(|p| p.id() != partition))
+            })
+            .unwrap_or(false)
     }
 
     /// Reads the changelog partitions of `assigned` from the beginning to
