@@ -89,8 +89,11 @@ impl Receiver {
         let raw_path = raw_log.clone();
         std::thread::spawn(move || {
             let mut raw = std::fs::File::create(raw_path).unwrap();
-            for line in BufReader::new(stderr).lines() {
+            // By bytes: a line that is not UTF-8 must not stop the reading,
+            // or the child blocks on a full pipe and looks hung.
+            for line in BufReader::new(stderr).split(b'\n') {
                 let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line);
                 let _ = writeln!(raw, "{line}");
                 if let Ok(v) = serde_json::from_str(&line) {
                     sink.lock().unwrap().push(v);
