@@ -36,6 +36,10 @@ pub enum Command {
     /// a file holding one record value, or from a topic, and print them as
     /// JSON lines. Exit status: 0 all decoded, 2 some not, 1 usage error.
     Decode(DecodeArgs),
+    /// Dead letters: `inspect` sums them up by reason; `replay` sends them
+    /// back through today's normaliser (`--dry-run` first).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Ask a running connector's HTTP endpoint whether it is healthy; exit 0
     /// if it answers 200, 1 otherwise (for container health checks).
     Health(HealthArgs),
@@ -59,6 +63,45 @@ pub struct DecodeArgs {
     /// Stop when no record arrives for this long.
     #[arg(long, default_value_t = 5000)]
     pub idle_ms: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// Count the dead letters by reason (first and last time, one example
+    /// each). Reads by assignment: joins no group, commits nothing.
+    Inspect(DlqInspectArgs),
+    /// Produce dead letters' originals to the ingest topic again, so `run`
+    /// handles them like any other record. Resumable: progress is kept in
+    /// a consumer group of its own, in the transactions that send them.
+    Replay(DlqReplayArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DlqInspectArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The dead-letter topic (default: output.dead_letter_topic).
+    #[arg(long)]
+    pub topic: Option<String>,
+    #[command(flatten)]
+    pub range: crate::cli::dlq::Range,
+    /// One JSON object for scripts instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DlqReplayArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The dead-letter topic (default: output.dead_letter_topic).
+    #[arg(long)]
+    pub topic: Option<String>,
+    #[command(flatten)]
+    pub replay: crate::cli::dlq::replay::ReplayArgs,
+    /// One JSON object for scripts instead of the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::args::{Cli, Command, DecodeArgs, NormalizeArgs};
+use crate::cli::args::{Cli, Command, DecodeArgs, DlqCommand, NormalizeArgs};
 use crate::cli::body_file::{Bodies, outcome_line};
 use crate::cli::decode::{Decoder, read_value};
-use crate::cli::demo;
+use crate::cli::{demo, dlq};
 use crate::config::Settings;
 use crate::core::envelope_avro::ENVELOPE_SCHEMA_JSON;
 use crate::kafka::pipeline::{self, RunOutcome};
@@ -134,6 +134,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ExitCode::from(1)
             })
         }
+        Command::Dlq(command) => dlq_command(command),
         Command::Demo => {
             init_logging("text", "warn,rdkafka::client=off");
             let report = runtime()?.block_on(demo::run(demo::SAMPLE_WEBHOOKS))?;
@@ -141,6 +142,36 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `dlq inspect` and `dlq replay`: the summary to stdout, as a table or JSON.
+fn dlq_command(command: DlqCommand) -> Result<ExitCode, CliError> {
+    let mut out = io::stdout().lock();
+    match command {
+        DlqCommand::Inspect(a) => {
+            let settings = Settings::load(a.config.config.as_deref())?;
+            let topic = a.topic.unwrap_or(settings.output.dead_letter_topic.clone());
+            let found = dlq::inspect::inspect(&settings, &topic, &a.range)?;
+            if a.json {
+                serde_json::to_writer(&mut out, &found)?;
+                writeln!(out)?;
+            } else {
+                dlq::inspect::print_table(&mut out, &found)?;
+            }
+        }
+        DlqCommand::Replay(a) => {
+            let settings = Settings::load(a.config.config.as_deref())?;
+            let topic = a.topic.unwrap_or(settings.output.dead_letter_topic.clone());
+            let done = dlq::replay::replay(&settings, &topic, &a.replay)?;
+            if a.json {
+                serde_json::to_writer(&mut out, &done)?;
+                writeln!(out)?;
+            } else {
+                dlq::replay::print_table(&mut out, &done)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

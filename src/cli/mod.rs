@@ -6,3 +6,4 @@ pub mod body_file;
 pub mod commands;
 pub mod decode;
 pub mod demo;
+pub mod dlq;

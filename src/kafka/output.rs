@@ -48,6 +48,16 @@ pub const DLQ_ORIGINAL_KEY_BYTES: &str = "codat_stream.dlq.original_key_bytes";
 pub const DLQ_ORIGINAL_HEADER_COUNT: &str = "codat_stream.dlq.original_header_count";
 /// Dead-letter header on a shortened copy: SHA-256 (hex) of the original value.
 pub const DLQ_VALUE_SHA256: &str = "codat_stream.dlq.value_sha256";
+/// Dead-letter header key prefix standing for an ingest header whose key is
+/// not UTF-8 (Kafka's protocol defines header keys as strings; Confluent's
+/// Python client fails on such a record): the rest of the key is the
+/// original key's bytes in unpadded base64url, the value is unchanged.
+pub const DLQ_HEADER_KEY_B64: &str = "codat_stream.dlq.header_key_b64.";
+
+/// How often a record was sent back by `codat-stream dlq replay`. The one
+/// reserved header a dead letter keeps from its input, so a record that
+/// fails again is not replayed past `--max-replays`.
+pub const REPLAYS_HEADER: &str = "codat_stream.replays";
 
 /// Input headers under this prefix are never copied: the connector's own
 /// dead-letter headers must not be forgeable by a producer.
@@ -271,8 +281,10 @@ pub fn dead_letter_record(
         DeadLetterForm::Full => input
             .headers
             .iter()
-            .filter(|(k, _)| !is_dropped(k, drop_headers))
-            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+            .filter(|(k, _)| {
+                !is_dropped(k, drop_headers) || k.eq_ignore_ascii_case(REPLAYS_HEADER.as_bytes())
+            })
+            .map(|(k, v)| (utf8_header_key(k), v.map(<[u8]>::to_vec)))
             .collect(),
         _ => Vec::new(),
     };
@@ -315,6 +327,30 @@ pub fn dead_letter_record(
         value,
         headers,
     }
+}
+
+/// A dead letter's key for ingest header key `key`: itself when UTF-8,
+/// else [`DLQ_HEADER_KEY_B64`] and its bytes in base64url.
+pub fn utf8_header_key(key: &[u8]) -> Vec<u8> {
+    if std::str::from_utf8(key).is_ok() {
+        return key.to_vec();
+    }
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
+    [DLQ_HEADER_KEY_B64.as_bytes(), encoded.as_bytes()].concat()
+}
+
+/// The ingest header key a dead letter's header key stands for (the
+/// inverse of [`utf8_header_key`]); `None` for the connector's own
+/// `codat_stream.dlq.*` headers.
+pub fn original_header_key(key: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    if let Some(encoded) = key.strip_prefix(DLQ_HEADER_KEY_B64.as_bytes()) {
+        return base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .ok();
+    }
+    (!is_reserved_header(key)).then(|| key.to_vec())
 }
 
 /// The smallest form of dead letter, from `Full` down, that fits `max_bytes`
@@ -468,10 +504,27 @@ mod tests {
             &(b"h".to_vec(), None),
             "null header values stay null"
         );
+        // Issue 21: a key that is not UTF-8 is carried base64url-encoded
+        // under the reserved prefix (every client reads the dead letter),
+        // its bytes recoverable; the value is kept as it came.
         assert_eq!(
             &r.headers[1],
-            &(b"\xffk".to_vec(), Some(b"\xfe".to_vec())),
-            "bytes kept as they came"
+            &(
+                b"codat_stream.dlq.header_key_b64._2s".to_vec(),
+                Some(b"\xfe".to_vec())
+            ),
+        );
+        assert_eq!(
+            original_header_key(&r.headers[1].0),
+            Some(b"\xffk".to_vec())
+        );
+        assert_eq!(original_header_key(b"h"), Some(b"h".to_vec()));
+        assert_eq!(original_header_key(DLQ_REASON.as_bytes()), None);
+        assert!(
+            r.headers
+                .iter()
+                .all(|(k, _)| std::str::from_utf8(k).is_ok()),
+            "every key is UTF-8"
         );
         let reasons = r
             .headers
