@@ -339,3 +339,108 @@ fn produce_raw_header(bootstrap: &str, topic: &str, key: &[u8], value: &[u8]) {
         .unwrap();
     producer.flush(Duration::from_secs(30)).unwrap();
 }
+
+#[test]
+fn every_reason_run_dead_letters_is_listed_by_inspect_and_read_by_every_client() {
+    let broker = Broker::shared();
+    let names = Names::new();
+    broker.create_topic(&names.ingest, 1);
+    // One body per normaliser reason (as in tests/cli_normalize.rs), with
+    // bodies over 200 bytes refused.
+    let bodies: &[(&str, &[u8])] = &[
+        ("body_too_large", &[b'{'; 300]),
+        ("invalid_utf8", b"{\"type\":\"a.b\",\"data\":\"\xff\"}"),
+        ("invalid_json", b"not json"),
+        (
+            "duplicate_key",
+            br#"{"id":"d","id":"e","eventType":"a.b","payload":{}}"#,
+        ),
+        (
+            "invalid_string",
+            br#"{"id":"\ud800","eventType":"a.b","payload":{}}"#,
+        ),
+        ("not_an_object", b"[1]"),
+        ("unknown_shape", br#"{"hello":"world"}"#),
+        ("missing_field", br#"{"id":"m","eventType":"a.b"}"#),
+        (
+            "invalid_field",
+            br#"{"id":7,"eventType":"a.b","payload":{}}"#,
+        ),
+        (
+            "invalid_event_type",
+            br#"{"id":"t","eventType":"../x","payload":{}}"#,
+        ),
+        (
+            "unknown_legacy_rule_type",
+            br#"{"RuleType":"No Such Rule","AlertId":"a"}"#,
+        ),
+    ];
+    let inputs: Vec<Input> = bodies
+        .iter()
+        .map(|(_, b)| input(b.to_vec(), vec![]))
+        .collect();
+    produce(&broker.bootstrap(), &names.ingest, &inputs);
+    // The pipeline's own: a tombstone, and a header key that is not UTF-8.
+    produce_tombstone(&broker.bootstrap(), &names.ingest);
+    produce_raw_header(
+        &broker.bootstrap(),
+        &names.ingest,
+        b"\xfe\xff",
+        &event("hk", 0),
+    );
+    let want = bodies.len() + 2;
+
+    let small = [("CODAT_STREAM__NORMALIZE__MAX_BODY_BYTES", "200")];
+    let run = Connector::start(&broker.bootstrap(), &names, &small);
+    run.wait_started(Duration::from_secs(60));
+    let dead = read_topic(
+        &broker.bootstrap(),
+        &names.dlq,
+        Duration::from_secs(60),
+        |m| m.len() >= want,
+    );
+    assert_eq!(dead.len(), want);
+    drop(run);
+
+    let found = dlq_json(broker, &names, &["inspect"]);
+    let counts = by_reason(&found, "count");
+    for (reason, _) in bodies {
+        assert_eq!(counts[*reason], 1, "{reason}: {found}");
+    }
+    assert_eq!(counts["null_value"], 1, "{found}");
+    assert_eq!(counts["invalid_header"], 1, "{found}");
+    let table = String::from_utf8(dlq(broker, &names, &["inspect"]).stdout).unwrap();
+    assert!(
+        table.starts_with(&format!("{want} dead letters on {}", names.dlq)),
+        "{table}"
+    );
+
+    let arg = format!("{}:{want}", names.dlq);
+    let py = read_by(
+        Command::new(python())
+            .arg(fixture_script("python/read_all.py"))
+            .args([broker.bootstrap(), arg.clone()]),
+    );
+    let java = read_by(
+        Command::new("java")
+            .arg("-cp")
+            .arg(format!("{}/*", kafka_libs().display()))
+            .arg(fixture_script("java/ReadAll.java"))
+            .args([broker.bootstrap(), arg]),
+    );
+    assert_eq!(py[&names.dlq].0, want, "Confluent's Python client");
+    assert_eq!(java[&names.dlq], py[&names.dlq], "Kafka's Java client");
+}
+
+/// A record with a null value.
+fn produce_tombstone(bootstrap: &str, topic: &str) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(BaseRecord::<[u8], [u8]>::to(topic).key(&b"co"[..]))
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
