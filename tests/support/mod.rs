@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod broker;
 pub mod connector;
+pub mod consumers;
 pub mod kafka_io;
 pub mod mock_kafka;
 pub mod pki;
