@@ -96,6 +96,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             io::stdout().write_all(ENVELOPE_SCHEMA_JSON.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Asyncapi => {
+            let document = crate::cli::asyncapi::document()?;
+            io::stdout().write_all(crate::cli::yaml::to_yaml(&document).as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig(args) => {
             let settings = Settings::load(args.config.as_deref())?;
             io::stdout().write_all(settings.to_masked_toml().as_bytes())?;

@@ -1,9 +1,12 @@
 //! The subcommands' own pieces: body files for `normalize`, reading
-//! envelopes back for `decode`, and the self-contained `demo`.
+//! envelopes back for `decode`, the self-contained `demo`, and the AsyncAPI
+//! document of `asyncapi`.
 
 pub mod args;
+pub mod asyncapi;
 pub mod body_file;
 pub mod commands;
 pub mod decode;
 pub mod demo;
 pub mod dlq;
+pub mod yaml;
