@@ -17,6 +17,11 @@ command -v prometheus >/dev/null || need_apt+=(prometheus)
 # fetches its jars.
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
+# The downstream consumer examples (tests/downstream_consumers.rs) are built
+# with Maven and Go; the AsyncAPI document is checked by Node's parser.
+command -v go >/dev/null || need_apt+=(golang-go)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "== installing ${need_apt[*]} (librdkafka's build needs; Prometheus for the observability tests)"
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
@@ -44,6 +49,33 @@ if ! "$PY_VENV/bin/python" -c "import confluent_kafka.schema_registry.avro, fast
     rm -rf "$PY_VENV"
     python3 -m venv "$PY_VENV"
     "$PY_VENV/bin/pip" install -q -r tests/python/requirements.txt
+fi
+
+# The consumer examples: the Java one's jars (kafka-clients, avro and
+# Maven's compiler plugin) fetched by one online build, after which the
+# test builds offline; the Go one's modules from its go.sum. Go must be at
+# least its go.mod's version: a Go from 1.21 on fetches that toolchain
+# itself (GOTOOLCHAIN=auto); Debian 12's golang-go (1.19) cannot.
+CONSUMERS=target/consumers
+if [ ! -f "$CONSUMERS/java/lib/avro-1.12.2.jar" ]; then
+    echo "== fetching the Java consumer example's jars (Maven, once per machine)"
+    mvn -q -B -f examples/consumers/java/pom.xml compile -Dbuild.dir="$PWD/$CONSUMERS/java"
+fi
+export GOTOOLCHAIN=auto
+go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+if [ "${go_minor:-0}" -lt 21 ]; then
+    echo "Go $(go env GOVERSION) is too old for examples/consumers/go (needs 1.21+ to fetch its toolchain): install Go from https://go.dev/dl/" >&2
+    exit 1
+fi
+(cd examples/consumers/go && go mod download)
+
+# The official AsyncAPI parser, pinned by tests/node/package-lock.json.
+ASYNCAPI_NODE=target/asyncapi-node
+if ! cmp -s tests/node/package-lock.json "$ASYNCAPI_NODE/package-lock.json"; then
+    echo "== installing @asyncapi/parser into $ASYNCAPI_NODE (npm, once per lock)"
+    rm -rf "$ASYNCAPI_NODE" && mkdir -p "$ASYNCAPI_NODE"
+    cp tests/node/package.json tests/node/package-lock.json "$ASYNCAPI_NODE/"
+    npm ci --prefix "$ASYNCAPI_NODE" --no-audit --no-fund --silent
 fi
 
 echo "== format"
