@@ -19,6 +19,8 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 # The downstream consumer examples (tests/downstream_consumers.rs) are built
 # with Maven and Go; the AsyncAPI document is checked by Node's parser.
+# Go's official tarball installs into /usr/local/go, often not on PATH.
+[ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)

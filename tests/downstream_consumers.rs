@@ -22,6 +22,8 @@ use support::*;
 const FROM_WEBHOOKS: usize = 4;
 /// Events written directly with the previous released schema, per deployment.
 const PREVIOUS_VERSION: usize = 2;
+/// Partitions of the output topics (`Connector::start` asks for 2).
+const PARTITIONS: i32 = 2;
 
 /// One `connection.failed` event: the line every example prints for it and
 /// the webhook body that carries it.
@@ -239,7 +241,7 @@ fn consume(example: &Example, d: &Deployment, reader: &str, registry: Option<&st
         d.expected.len(),
         "{what}: one line per event"
     );
-    let committed = committed_total(&Broker::shared().bootstrap(), &group, &d.topic, 2);
+    let committed = committed_total(&Broker::shared().bootstrap(), &group, &d.topic, PARTITIONS);
     assert_eq!(
         committed as usize,
         d.expected.len(),
