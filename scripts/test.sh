@@ -19,13 +19,15 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 # The downstream consumer examples (tests/downstream_consumers.rs) are built
 # with Maven and Go; the AsyncAPI document is checked by Node's parser.
+# The Java consumer example is compiled: a JDK, not only a JRE.
+command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)
 # Go's official tarball installs into /usr/local/go, often not on PATH.
 [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
 command -v go >/dev/null || need_apt+=(golang-go)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "== installing ${need_apt[*]} (librdkafka's build needs; Prometheus for the observability tests)"
+    echo "== installing ${need_apt[*]} (librdkafka's build needs; Prometheus for the observability tests; JDK, Go and Node for the consumer examples and the AsyncAPI check)"
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
