@@ -16,8 +16,10 @@ fn repo() -> &'static Path {
 }
 
 fn generated() -> Vec<u8> {
+    // No CODAT_STREAM__ variables: the committed file is the defaults'.
     let out = Command::new(env!("CARGO_BIN_EXE_codat-stream"))
         .arg("asyncapi")
+        .env_clear()
         .output()
         .unwrap();
     assert!(
@@ -166,4 +168,48 @@ fn the_parser_refuses_a_broken_document() {
             "{what}: the broken document was accepted"
         );
     }
+}
+
+/// With a deployment's configuration the document names that deployment's
+/// topics (prefix, per-type overrides), and still validates.
+#[test]
+fn the_document_of_a_deployment_names_its_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("acme.toml");
+    std::fs::write(
+        &config,
+        "[output]\ntopic_prefix = \"acme.\"\n\n[output.topic_overrides]\n\
+         \"connection.failed\" = \"alerts.connections\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_codat-stream"))
+        .arg("asyncapi")
+        .arg("--config")
+        .arg(&config)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let document = dir.path().join("acme.yaml");
+    std::fs::write(&document, &out.stdout).unwrap();
+    let verdict = parse(&document);
+    let addresses: BTreeSet<&str> = verdict["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["address"].as_str())
+        .collect();
+    for topic in [
+        "alerts.connections",
+        "acme.read.completed",
+        "acme.{eventType}",
+    ] {
+        assert!(addresses.contains(topic), "{topic} in {addresses:?}");
+    }
+    assert!(!addresses.contains("codat.connection.failed"));
+    assert!(!addresses.contains("acme.connection.failed"));
 }

@@ -20,9 +20,11 @@ pub enum Command {
     Normalize(NormalizeArgs),
     /// Print the envelope's Avro schema (schemas/envelope.avsc).
     Schema,
-    /// Print the AsyncAPI 3 document of every topic the connector writes
-    /// with the default settings (schemas/asyncapi.yaml), in YAML.
-    Asyncapi,
+    /// Print the AsyncAPI 3 document of every topic the connector writes,
+    /// in YAML: with the default settings schemas/asyncapi.yaml; with a
+    /// configuration (file and CODAT_STREAM__ variables, as for `run`),
+    /// that deployment's topic names.
+    Asyncapi(ConfigArgs),
     /// Consume the ingest topics and produce envelopes to per-type topics
     /// (at-least-once), rejected records to the dead-letter topic.
     Run(ConfigArgs),

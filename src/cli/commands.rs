@@ -96,8 +96,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             io::stdout().write_all(ENVELOPE_SCHEMA_JSON.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Asyncapi => {
-            let document = crate::cli::asyncapi::document()?;
+        Command::Asyncapi(args) => {
+            let settings = Settings::load(args.config.as_deref())?;
+            let document = crate::cli::asyncapi::document(&settings.output)?;
             io::stdout().write_all(crate::cli::yaml::to_yaml(&document).as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
