@@ -55,15 +55,16 @@ if ! "$PY_VENV/bin/python" -c "import confluent_kafka.schema_registry.avro, fast
     "$PY_VENV/bin/pip" install -q -r tests/python/requirements.txt
 fi
 
-# The consumer examples: the Java one's jars (kafka-clients, avro and
-# Maven's compiler plugin) fetched by one online build, after which the
+# The consumer examples: the Java ones' jars (kafka-clients, kafka-streams,
+# avro and Maven's compiler plugin) fetched by one online build, after which the
 # test builds offline; the Go one's modules from its go.sum. Go must be at
 # least its go.mod's version: a Go from 1.21 on fetches that toolchain
 # itself (GOTOOLCHAIN=auto); Debian 12's golang-go (1.19) cannot.
 CONSUMERS=target/consumers
-if [ ! -f "$CONSUMERS/java/lib/avro-1.12.2.jar" ]; then
-    echo "== fetching the Java consumer example's jars (Maven, once per machine)"
+if ! cmp -s examples/consumers/java/pom.xml "$CONSUMERS/java-fetched.pom"; then
+    echo "== fetching the Java consumer examples' jars (Maven, once per pom)"
     mvn -q -B -f examples/consumers/java/pom.xml compile -Dbuild.dir="$PWD/$CONSUMERS/java"
+    cp examples/consumers/java/pom.xml "$CONSUMERS/java-fetched.pom"
 fi
 export GOTOOLCHAIN=auto
 go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')

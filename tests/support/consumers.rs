@@ -51,28 +51,37 @@ fn run_ok(mut cmd: Command, what: &str) -> Output {
     out
 }
 
-/// The Java consumer: compiled by Maven (offline: scripts/test.sh fetched
-/// its jars), run with `java -cp 'classes:lib/*'`.
-fn java() -> Example {
+/// The Java examples (the plain consumer and the Kafka Streams variant):
+/// compiled by Maven (offline: scripts/test.sh fetched their jars), run
+/// with `java -cp 'classes:lib/*'`.
+fn java() -> Vec<Example> {
     let out = build_dir().join("java");
+    // Maven copies the jars but never removes one the pom no longer names.
+    let _ = std::fs::remove_dir_all(out.join("lib"));
     let mut mvn = Command::new("mvn");
     mvn.args(["-q", "-B", "-o", "compile", "-f"])
         .arg(repo().join("examples/consumers/java/pom.xml"))
         .arg(format!("-Dbuild.dir={}", out.display()));
-    run_ok(mvn, "building the Java consumer (mvn)");
-    Example {
-        language: "java",
+    run_ok(mvn, "building the Java consumers (mvn)");
+    let classpath = format!(
+        "{}:{}/*",
+        out.join("classes").display(),
+        out.join("lib").display()
+    );
+    [
+        ("java", "ConnectionFailedConsumer"),
+        ("java-streams", "ConnectionFailedStream"),
+    ]
+    .map(|(language, class)| Example {
+        language,
         program: PathBuf::from("java"),
         args: vec![
             "-cp".into(),
-            format!(
-                "{}:{}/*",
-                out.join("classes").display(),
-                out.join("lib").display()
-            ),
-            "io.codatstream.example.ConnectionFailedConsumer".into(),
+            classpath.clone(),
+            format!("io.codatstream.example.{class}"),
         ],
-    }
+    })
+    .to_vec()
 }
 
 /// The Go consumer: `go build` from its go.mod/go.sum (modules cached by
@@ -121,5 +130,9 @@ fn python() -> Example {
 /// Every example, built once per test binary.
 pub fn examples() -> &'static [Example] {
     static BUILT: OnceLock<Vec<Example>> = OnceLock::new();
-    BUILT.get_or_init(|| vec![java(), python(), go()])
+    BUILT.get_or_init(|| {
+        let mut all = java();
+        all.extend([python(), go()]);
+        all
+    })
 }
