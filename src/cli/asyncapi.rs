@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::config::OutputSettings;
+use crate::config::{OutputSettings, TopicSettings};
 use crate::core::envelope_avro::ENVELOPE_SCHEMA_JSON;
 use crate::core::event_type::known_event_types;
 use crate::core::rejection::RejectReason;
@@ -31,14 +31,34 @@ fn own_topic_types(output: &OutputSettings) -> Vec<String> {
     types
 }
 
-/// The AsyncAPI document for these output settings, as JSON (written out
-/// as YAML by the command).
-pub fn document(output: &OutputSettings) -> Result<Value, serde_json::Error> {
+/// The Kafka channel binding: the partitions and replicas of the topics
+/// the connector creates (none said when topics are provisioned elsewhere).
+fn channel_binding(topics: &TopicSettings) -> Value {
+    let mut binding = json!({"bindingVersion": KAFKA_BINDING});
+    if topics.create {
+        binding["partitions"] = json!(topics.partitions);
+        // -1: the broker's default, which the document cannot know.
+        if topics.replication_factor > 0 {
+            binding["replicas"] = json!(topics.replication_factor);
+        }
+    }
+    binding
+}
+
+/// The AsyncAPI document for these output and topic settings, as JSON
+/// (written out as YAML by the command).
+pub fn document(
+    output: &OutputSettings,
+    topics: &TopicSettings,
+) -> Result<Value, serde_json::Error> {
     let router = Router::new(output, &[], &[]);
+    let binding = channel_binding(topics);
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut add = |id: String, address: &str, message: &str, description: String| {
-        channels.insert(id.clone(), channel(address, message, &description));
+        let mut channel = channel(address, message, &description);
+        channel["bindings"]["kafka"] = binding.clone();
+        channels.insert(id.clone(), channel);
         operations.insert(format!("send_{id}"), operation(&id, message, address));
     };
     for t in own_topic_types(output) {
@@ -254,7 +274,12 @@ mod tests {
         output
             .topic_overrides
             .insert("acme.custom".into(), "acme.custom.topic".into());
-        let doc = document(&output).unwrap();
+        let topics = TopicSettings {
+            partitions: 12,
+            replication_factor: 3,
+            ..TopicSettings::default()
+        };
+        let doc = document(&output, &topics).unwrap();
         let address = |id: &str| doc["channels"][id]["address"].as_str().map(str::to_owned);
         assert_eq!(
             address("connection_failed").as_deref(),
@@ -267,6 +292,18 @@ mod tests {
         );
         assert_eq!(address("deadLetter").as_deref(), Some("acme.dead"));
         assert_eq!(address("otherTypes").as_deref(), Some("acme-{eventType}"));
+        let kafka = &doc["channels"]["deadLetter"]["bindings"]["kafka"];
+        assert_eq!(
+            (&kafka["partitions"], &kafka["replicas"]),
+            (&json!(12), &json!(3))
+        );
+        let elsewhere = TopicSettings {
+            create: false,
+            ..TopicSettings::default()
+        };
+        let doc = document(&output, &elsewhere).unwrap();
+        let kafka = &doc["channels"]["read_completed"]["bindings"]["kafka"];
+        assert_eq!(kafka, &json!({"bindingVersion": KAFKA_BINDING}));
     }
 
     #[test]

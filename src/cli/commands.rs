@@ -98,7 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Asyncapi(args) => {
             let settings = Settings::load(args.config.as_deref())?;
-            let document = crate::cli::asyncapi::document(&settings.output)?;
+            let document = crate::cli::asyncapi::document(&settings.output, &settings.topics)?;
             io::stdout().write_all(crate::cli::yaml::to_yaml(&document).as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }

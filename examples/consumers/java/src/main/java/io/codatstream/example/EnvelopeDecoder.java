@@ -3,6 +3,7 @@ package io.codatstream.example;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.File;
 import java.io.IOException;
+import java.io.InputStream;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -32,6 +33,7 @@ import org.apache.avro.message.SchemaStore;
  * into the reader schema: the envelope version this service was built with.
  */
 public final class EnvelopeDecoder {
+  private static final int MAX_ANSWER_BYTES = 1 << 20;
   private final Schema reader;
   private final BinaryMessageDecoder<GenericRecord> singleObject;
   private final String registry;
@@ -83,17 +85,22 @@ public final class EnvelopeDecoder {
         HttpRequest.newBuilder(URI.create(registry.replaceAll("/+$", "") + "/schemas/ids/" + id))
             .timeout(Duration.ofSeconds(10))
             .build();
-    HttpResponse<String> answer;
+    HttpResponse<InputStream> answer;
     try {
-      answer = http.send(request, HttpResponse.BodyHandlers.ofString());
+      answer = http.send(request, HttpResponse.BodyHandlers.ofInputStream());
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IOException("interrupted fetching schema id " + id, e);
     }
-    if (answer.statusCode() != 200) {
+    byte[] body;
+    try (InputStream in = answer.body()) {
+      // A schema is a few KiB: read at most 1 MiB of whatever answers.
+      body = in.readNBytes(MAX_ANSWER_BYTES + 1);
+    }
+    if (answer.statusCode() != 200 || body.length > MAX_ANSWER_BYTES) {
       throw new IOException("registry answered " + answer.statusCode() + " for schema id " + id);
     }
-    String text = new ObjectMapper().readTree(answer.body()).path("schema").asText();
+    String text = new ObjectMapper().readTree(body).path("schema").asText();
     Schema writer = new Schema.Parser().parse(text);
     GenericDatumReader<GenericRecord> datumReader = new GenericDatumReader<>(writer, reader);
     byId.put(id, datumReader);
