@@ -23,5 +23,6 @@ pub mod registry;
 
 pub use crate::core::envelope::Envelope;
 pub use crate::core::envelope_avro::EnvelopeCodec;
-pub use crate::core::normalize::{HeaderLookup, IngestMeta, NormalizeOptions, normalize};
+pub use crate::core::headers::HeaderLookup;
+pub use crate::core::normalize::{IngestMeta, NormalizeOptions, normalize};
 pub use crate::core::rejection::{RejectReason, Rejection};

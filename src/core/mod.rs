@@ -11,6 +11,7 @@ pub mod envelope_avro;
 pub mod event_key;
 pub mod event_payload;
 pub mod event_type;
+pub mod headers;
 pub mod legacy;
 pub mod normalize;
 pub mod raw_json;

@@ -12,6 +12,7 @@ use crate::core::envelope::{
 };
 use crate::core::event_payload;
 use crate::core::event_type;
+use crate::core::headers::HeaderLookup;
 use crate::core::legacy;
 use crate::core::raw_json::{self, Kind, OutJson, RawObject};
 use crate::core::redact::Redaction;
@@ -74,40 +75,6 @@ pub struct IngestMeta<'a> {
     /// Record timestamp, ms since the epoch (the shell supplies the read
     /// time when the record has none).
     pub timestamp_ms: i64,
-}
-
-/// Read access to a record's headers.
-pub trait HeaderLookup {
-    /// The value of the first header named `name` (ASCII case ignored).
-    fn header(&self, name: &str) -> Option<&[u8]>;
-
-    /// How many headers are named `name` (ASCII case ignored): signature
-    /// checks refuse a header that appears twice.
-    fn count(&self, name: &str) -> usize {
-        usize::from(self.header(name).is_some())
-    }
-}
-
-/// No headers at all.
-impl HeaderLookup for () {
-    fn header(&self, _name: &str) -> Option<&[u8]> {
-        None
-    }
-}
-
-/// Headers as (name, value) pairs.
-impl<K: AsRef<str>, V: AsRef<[u8]>> HeaderLookup for [(K, V)] {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_ref())
-    }
-
-    fn count(&self, name: &str) -> usize {
-        self.iter()
-            .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
-            .count()
-    }
 }
 
 /// Normalises one raw webhook body, then redacts its payload when

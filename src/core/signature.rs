@@ -25,7 +25,7 @@ use base64::engine::{DecodePaddingMode, general_purpose};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::core::normalize::HeaderLookup;
+use crate::core::headers::HeaderLookup;
 
 type HmacSha256 = Hmac<Sha256>;
 

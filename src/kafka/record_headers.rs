@@ -16,7 +16,7 @@ use rdkafka::Message;
 use rdkafka::bindings as rdsys;
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, OwnedHeaders};
 
-use crate::core::normalize::HeaderLookup;
+use crate::core::headers::HeaderLookup;
 
 /// One header: key and value bytes, as they came.
 pub type RawHeader<'m> = (&'m [u8], Option<&'m [u8]>);

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::config::OutputSettings;
-pub use crate::ops::events::CatchAllReason;
+pub use crate::ops::labels::CatchAllReason;
 
 /// A routing decision.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,6 +15,8 @@ use prometheus::{
 };
 use rdkafka::statistics::Statistics;
 
+use crate::ops::labels::{CatchAllReason, RebalanceKind, ReceiveOutcome};
+
 /// The prefix of every metric name.
 pub const PREFIX: &str = "codat_stream";
 
@@ -353,17 +355,13 @@ impl Metrics {
             m.parse_failures.with_label_values(&[reason.code()]);
             m.dead_lettered.with_label_values(&[reason.code()]);
         }
-        for cause in
-            crate::ops::events::CatchAllReason::ALL.map(crate::ops::events::CatchAllReason::label)
-        {
+        for cause in CatchAllReason::ALL.map(CatchAllReason::label) {
             m.catch_all_routed.with_label_values(&[cause]);
         }
         for outcome in ["committed", "aborted"] {
             m.transactions.with_label_values(&[outcome]);
         }
-        for kind in
-            crate::ops::events::RebalanceKind::ALL.map(crate::ops::events::RebalanceKind::label)
-        {
+        for kind in RebalanceKind::ALL.map(RebalanceKind::label) {
             m.rebalances.with_label_values(&[kind]);
         }
         Ok(m)
@@ -371,7 +369,7 @@ impl Metrics {
 
     /// Starts `receive`'s labelled series at 0 (only `receive` exports them).
     pub fn init_receive(&self) {
-        for outcome in crate::ops::events::ReceiveOutcome::ALL {
+        for outcome in ReceiveOutcome::ALL {
             self.receive_requests.with_label_values(&[outcome.label()]);
         }
         for reason in crate::core::signature::SignatureFailure::ALL {

@@ -4,4 +4,5 @@
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod labels;
 pub mod metrics;

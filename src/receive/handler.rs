@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::{EndpointAuth, Settings};
 use crate::core::event_key;
-use crate::core::normalize::{HeaderLookup, MAX_WEBHOOK_ID_LEN};
+use crate::core::headers::HeaderLookup;
+use crate::core::normalize::MAX_WEBHOOK_ID_LEN;
 use crate::core::signature::SignatureFailure;
 use crate::ops::events::{
     InternalEvent, ReceiveOutcome, WebhookAnswered, WebhookNotStored, WebhookUnauthenticated,
