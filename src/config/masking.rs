@@ -393,4 +393,19 @@ mod tests {
             assert_eq!(mask_url(url), shown, "{url}");
         }
     }
+
+    #[test]
+    fn secret_keys_are_recognised() {
+        for k in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.key.pem",
+            "sasl.oauthbearer.client.secret",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["security.protocol", "sasl.mechanism", "ssl.ca.location"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
 }

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 
-use super::{
-    ConfigError, MANAGED_PROPERTIES, MAX_TOPIC_LEN, MAX_TOPIC_PREFIX_LEN, Settings, is_topic_byte,
-};
-use crate::config::SecretRef;
+use crate::config::ConfigError;
+use crate::config::clients::MANAGED_PROPERTIES;
+use crate::config::secrets::SecretRef;
+use crate::config::settings::{MAX_TOPIC_LEN, MAX_TOPIC_PREFIX_LEN, Settings};
 use crate::core::event_type;
 use crate::core::signature::{Credentials, SigningKey};
 
@@ -675,3 +675,31 @@ fn check_receive(s: &Settings, p: &mut Problems) {
         ));
     }
 }
+
+impl Settings {
+    /// A consumer property in ms; the message never holds the value.
+    pub(super) fn consumer_property_ms(&self, key: &str, default: u64) -> Result<u64, String> {
+        match self.kafka.consumer.get(key).or(self.kafka.common.get(key)) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format!("kafka.consumer.\"{key}\" must be a whole number of ms")),
+        }
+    }
+}
+
+fn is_topic_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'
+}
+
+/// Checks a Kafka topic name.
+pub fn check_topic(setting: &str, t: &str) -> Result<(), ConfigError> {
+    match topic_problem(setting, t) {
+        Some(problem) => Err(ConfigError::Invalid(vec![problem])),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
