@@ -2,9 +2,8 @@
 //! types (one per TOML section) and what a setting means when it is read
 //! (`auto` resolved, a blank name given its derived default), and how the
 //! settings are shown with every secret masked (`Debug`, `check-config`).
-//! Loading is in
-//! `load.rs`, validation in `validate.rs`, librdkafka client configs in
-//! `clients.rs`.
+//! Loading is in `load.rs`, validation in `validate.rs`, librdkafka client
+//! configs in `clients.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
