@@ -12,14 +12,16 @@
 //! - *transient* (broker, topic creation or registry trouble) -> hold the
 //!   record, retry with backoff, report unready, commit nothing past it.
 //! - *configuration* -> refused at start-up, naming the setting.
+//!
+//! Start-up (topics, changelog, schema registration) is in `startup.rs`;
+//! what to send when the broker refuses a record for good, in `refusal.rs`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rdkafka::error::RDKafkaErrorCode;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::config::{Settings, ValueFormat};
@@ -30,10 +32,8 @@ use crate::core::event_type::known_event_types;
 use crate::core::normalize::{NormalizeOptions, normalize};
 use crate::core::rejection::{RejectReason, Rejection};
 use crate::kafka::dedup::Dedup;
-use crate::kafka::delivery::Refusal;
 use crate::kafka::output::{
-    DeadLetterForm, Input, InputCopy, OutRecord, dead_letter_record, envelope_record,
-    fitting_dead_letter,
+    DeadLetterForm, Input, InputCopy, OutRecord, envelope_record, fitting_dead_letter,
 };
 use crate::kafka::record_headers::HeaderSlice;
 use crate::kafka::routing::{Route, Router};
@@ -46,6 +46,11 @@ use crate::ops::health::Health;
 use crate::ops::metrics::{Metrics, UNROUTED_TYPE_LABEL};
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::registry::value_format::{SchemaIds, SubjectNameStrategy};
+
+mod refusal;
+mod startup;
+
+pub use startup::StartError;
 
 /// What one output record is, for the metrics counted on acknowledgement
 /// and for what to send instead if it is refused.
@@ -198,101 +203,6 @@ impl<'s> Processor<'s> {
         })
     }
 
-    /// The topics made at start-up: dead letters, catch-all, every known type.
-    pub fn startup_topics(&self) -> Vec<String> {
-        let mut startup = vec![
-            self.settings.output.dead_letter_topic.clone(),
-            self.settings.output.catch_all_topic.clone(),
-        ];
-        startup.extend(
-            known_event_types()
-                .iter()
-                .map(|t| self.router.topic_for(t))
-                .filter(|t| !self.router.is_reserved(t)),
-        );
-        startup.sort();
-        startup.dedup();
-        startup
-    }
-
-    /// Creates the start-up topics and registers their subjects, waiting out
-    /// broker and registry trouble; `Ok(false)` if `shutdown` came first.
-    pub async fn start(&mut self, shutdown: impl Future<Output = ()>) -> Result<bool, StartError> {
-        let shutdown = std::pin::pin!(shutdown);
-        let startup = self.startup_topics();
-        let work = async {
-            self.ensure_startup_topics(&startup).await?;
-            self.ensure_changelog().await?;
-            let dlq = self.settings.output.dead_letter_topic.clone();
-            for topic in startup.iter().filter(|t| **t != dlq) {
-                self.register_at_start_up(topic).await?;
-            }
-            Ok::<(), StartError>(())
-        };
-        tokio::select! {
-            () = shutdown => Ok(false),
-            done = work => done.map(|()| true),
-        }
-    }
-
-    async fn ensure_startup_topics(&mut self, startup: &[String]) -> Result<(), StartError> {
-        let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
-        loop {
-            match beating(self.health, self.topics.ensure(startup)).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_transient() => {
-                    warn!(error = %e, "waiting for the cluster to create output topics");
-                    beating(self.health, backoff.wait()).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// The de-duplication changelog, when de-duplication is on.
-    async fn ensure_changelog(&mut self) -> Result<(), StartError> {
-        let Some(changelog) = self.dedup.as_ref().map(|d| d.changelog().to_owned()) else {
-            return Ok(());
-        };
-        let ingest = &self.settings.ingest.topics;
-        // A day past the window, so compaction never races expiry.
-        let retention_ms = self.settings.dedup.window_ms + 24 * 3_600_000;
-        let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
-        loop {
-            let creating = self
-                .topics
-                .ensure_changelog(&changelog, ingest, retention_ms);
-            match beating(self.health, creating).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_transient() => {
-                    warn!(error = %e, "waiting for the cluster to create the de-duplication changelog");
-                    beating(self.health, backoff.wait()).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Registers `topic`'s subject; a registry that does not answer is
-    /// waited out (a deploy during a registry outage must not crash-loop),
-    /// one that refuses is a start-up error.
-    async fn register_at_start_up(&mut self, topic: &str) -> Result<(), StartError> {
-        let Some(ids) = self.schema_ids.as_mut() else {
-            return Ok(());
-        };
-        let mut backoff = Backoff::new(self.settings.pipeline.produce_retry_backoff_max_ms);
-        loop {
-            match beating(self.health, ids.id_for(topic)).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_transient() => {
-                    warn!(error = %e, "waiting for the schema registry");
-                    beating(self.health, backoff.wait()).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// The output record for one consumed record; `None` if `shutdown` came
     /// while it was held (broker or registry trouble): the record then stays
     /// uncommitted and is consumed again.
@@ -376,86 +286,6 @@ impl<'s> Processor<'s> {
     /// The de-duplication state, when it is on.
     pub fn dedup(&mut self) -> Option<&mut Dedup> {
         self.dedup.as_mut()
-    }
-
-    /// What to send for a record the broker refused for good:
-    /// - an envelope whose topic refuses it (not authorised, unknown topic)
-    ///   re-routes its type to the catch-all topic and goes there;
-    /// - any other refused envelope becomes a `produce_refused` dead letter;
-    /// - a dead letter refused for its size is sent in a smaller form.
-    ///
-    /// Gives the refusal back when nothing else can be sent (the dead-letter
-    /// topic itself refuses: the caller holds it, a configuration problem);
-    /// `Ok(None)` if shutdown came while the replacement was held.
-    pub async fn replacement<F: Future<Output = ()> + Clone>(
-        &mut self,
-        refusal: Refusal<Delivered>,
-        shutdown: &F,
-    ) -> Result<Option<Prepared>, Box<Refusal<Delivered>>> {
-        let code = refusal.code;
-        let topic = refusal.record.topic.clone();
-        let input = refusal.token.input.clone();
-        let headers = input.header_refs();
-        let view = input.input(&headers);
-        let replacement = match &refusal.token.prepared_kind {
-            OutputKind::Envelope {
-                event_type,
-                on_catch_all: false,
-                ..
-            } if is_topic_refusal(code) => {
-                TypeRerouted {
-                    cause: RerouteCause::RecordsRefused,
-                    event_type,
-                    error: &format!("{code:?} on {topic}"),
-                }
-                .emit(self.metrics);
-                self.router.mark_unavailable(event_type);
-                return Ok(self.process(&view, shutdown).await);
-            }
-            OutputKind::Envelope { .. } => {
-                let rejection = Rejection::new(
-                    RejectReason::ProduceRefused,
-                    format!("the broker refused the envelope record ({code:?})"),
-                );
-                Some(self.dead_letter(&view, rejection, input.clone()))
-            }
-            OutputKind::DeadLetter { rejection, form } if is_size_refusal(code) => {
-                let smaller = form.smaller();
-                smaller.map(|smaller| self.smaller_dead_letter(&topic, &view, rejection, smaller))
-            }
-            OutputKind::DeadLetter { .. } => None,
-        };
-        match replacement {
-            Some(prepared) => {
-                warn!(?code, %topic, "the broker refused a record for good: sending a dead letter instead");
-                Ok(Some(prepared))
-            }
-            None => {
-                error!(?code, %topic, "the broker refuses a dead letter: holding its partition (check the dead-letter topic's ACLs and size limits)");
-                Err(Box::new(refusal))
-            }
-        }
-    }
-
-    /// The same dead letter in `form`, for one refused for its size.
-    fn smaller_dead_letter(
-        &self,
-        topic: &str,
-        view: &Input<'_>,
-        rejection: &Rejection,
-        form: DeadLetterForm,
-    ) -> Prepared {
-        let drop = &self.settings.output.drop_headers;
-        let record = dead_letter_record(topic.to_owned(), view, rejection, drop, form);
-        Prepared {
-            record,
-            kind: OutputKind::DeadLetter {
-                rejection: rejection.clone(),
-                form,
-            },
-            input: Box::new(InputCopy::of(view)),
-            remember: None,
-        }
     }
 
     /// The envelope record, or the rejection that makes it a dead letter;
@@ -736,17 +566,6 @@ pub struct Delivered {
     pub remember: Option<IdDigest>,
 }
 
-/// Why start-up could not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Output topics could not be created.
-    #[error(transparent)]
-    Topics(#[from] crate::kafka::topics::TopicError),
-    /// The schema registry refused or did not answer.
-    #[error("cannot register the envelope schema: {0}")]
-    Registry(#[from] RegistryError),
-}
-
 fn registry_refused(e: &RegistryError) -> Rejection {
     Rejection::new(
         RejectReason::RegistryRefused,
@@ -781,25 +600,6 @@ fn is_credentials_refusal(e: &RegistryError) -> bool {
     )
 }
 
-/// The topic itself refuses the record: another topic may take it.
-fn is_topic_refusal(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::TopicAuthorizationFailed
-            | RDKafkaErrorCode::InvalidTopic
-            | RDKafkaErrorCode::UnknownTopic
-    )
-}
-
-fn is_size_refusal(code: RDKafkaErrorCode) -> bool {
-    matches!(
-        code,
-        RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::InvalidMessageSize
-            | RDKafkaErrorCode::MessageBatchTooLarge
-    )
-}
-
 /// The `shape` label of an envelope.
 pub fn shape_label(shape: Shape) -> &'static str {
     match shape {
@@ -822,147 +622,4 @@ fn normalized<'a>(
         ));
     };
     normalize(value, &HeaderSlice(input.headers), &input.ingest, options)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::normalize::IngestMeta;
-    use crate::kafka::offsets::OffsetTracker;
-
-    const EVENT: &[u8] =
-        br#"{"id":"e","eventType":"connection.failed","payload":{"referenceCompany":{"id":"c"}}}"#;
-
-    struct Fixture {
-        settings: &'static Settings,
-        processor: Processor<'static>,
-        runtime: tokio::runtime::Runtime,
-    }
-
-    fn fixture() -> Fixture {
-        let mut settings = Settings::default();
-        settings.topics.create = false;
-        let settings: &'static Settings = Box::leak(Box::new(settings));
-        let metrics = Box::leak(Box::new(Metrics::new().unwrap()));
-        let health = Box::leak(Box::new(Health::default()));
-        Fixture {
-            settings,
-            processor: Processor::new(settings, metrics, health).unwrap(),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-        }
-    }
-
-    impl Fixture {
-        fn process(&mut self, value: &[u8]) -> Prepared {
-            let input = Input {
-                key: Some(b"k"),
-                value: Some(value),
-                headers: &[],
-                ingest: IngestMeta {
-                    topic: "in",
-                    partition: 0,
-                    offset: 1,
-                    timestamp_ms: 1,
-                },
-            };
-            let never = futures::future::pending::<()>();
-            self.runtime
-                .block_on(self.processor.process(&input, &never))
-                .unwrap()
-        }
-
-        /// The broker refuses `prepared` with `code`: what replaces it.
-        fn refuse(
-            &mut self,
-            prepared: Prepared,
-            code: RDKafkaErrorCode,
-        ) -> Result<Prepared, Box<Refusal<Delivered>>> {
-            let ticket = OffsetTracker::new().consumed(("in".into(), 0), 1);
-            let token = Delivered {
-                ticket,
-                prepared_kind: prepared.kind,
-                consumed_at: std::time::Instant::now(),
-                input: prepared.input,
-                remember: None,
-            };
-            let refusal = Refusal::synthetic(token, prepared.record, code);
-            let never = futures::future::pending::<()>();
-            let replaced = self
-                .runtime
-                .block_on(self.processor.replacement(refusal, &never));
-            replaced.map(|p| p.expect("no hold without a broker"))
-        }
-    }
-
-    fn form(p: &Prepared) -> Option<DeadLetterForm> {
-        match &p.kind {
-            OutputKind::DeadLetter { form, .. } => Some(*form),
-            OutputKind::Envelope { .. } => None,
-        }
-    }
-
-    /// Review of issue 9: the refuse -> shorten -> hold chain had no test.
-    #[test]
-    fn a_dead_letter_refused_for_its_size_shrinks_then_is_held() {
-        let mut f = fixture();
-        let full = f.process(b"not json");
-        assert_eq!(form(&full), Some(DeadLetterForm::Full));
-        let size = RDKafkaErrorCode::MessageSizeTooLarge;
-        let truncated = f.refuse(full, size).ok().unwrap();
-        assert_eq!(form(&truncated), Some(DeadLetterForm::Truncated));
-        let bare = f.refuse(truncated, size).ok().unwrap();
-        assert_eq!(form(&bare), Some(DeadLetterForm::Bare));
-        assert_eq!((&bare.record.key, &bare.record.value), (&None, &None));
-        assert!(f.refuse(bare, size).is_err(), "nothing smaller: held");
-        let other = f.process(b"not json");
-        let auth = RDKafkaErrorCode::TopicAuthorizationFailed;
-        assert!(
-            f.refuse(other, auth).is_err(),
-            "the dead-letter topic refusing is held"
-        );
-    }
-
-    /// Review of issue 9: an envelope its topic refuses goes to the
-    /// catch-all topic (its type too), and only then is dead-lettered.
-    #[test]
-    fn an_envelope_its_topic_refuses_goes_to_the_catch_all_then_the_dlq() {
-        let mut f = fixture();
-        let own = f.process(EVENT);
-        assert_eq!(own.record.topic, "codat.connection.failed");
-        let auth = RDKafkaErrorCode::TopicAuthorizationFailed;
-        let caught = f.refuse(own, auth).ok().unwrap();
-        assert_eq!(caught.record.topic, f.settings.output.catch_all_topic);
-        assert_eq!(
-            f.process(EVENT).record.topic,
-            f.settings.output.catch_all_topic,
-            "the type stays re-routed"
-        );
-        let dead = f
-            .refuse(caught, RDKafkaErrorCode::UnknownTopic)
-            .ok()
-            .unwrap();
-        assert_eq!(dead.record.topic, f.settings.output.dead_letter_topic);
-        match dead.kind {
-            OutputKind::DeadLetter { rejection, .. } => {
-                assert_eq!(rejection.reason, RejectReason::ProduceRefused)
-            }
-            OutputKind::Envelope { .. } => panic!("expected a dead letter"),
-        }
-    }
-
-    #[test]
-    fn an_envelope_refused_for_its_size_is_dead_lettered() {
-        let mut f = fixture();
-        let own = f.process(EVENT);
-        let dead = f
-            .refuse(own, RDKafkaErrorCode::MessageSizeTooLarge)
-            .ok()
-            .unwrap();
-        assert_eq!(dead.record.topic, f.settings.output.dead_letter_topic);
-        assert_eq!(form(&dead), Some(DeadLetterForm::Full));
-        assert_eq!(dead.record.value.as_deref(), Some(EVENT));
-    }
 }
