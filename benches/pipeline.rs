@@ -32,7 +32,7 @@
 //!    by the number the record's key ends with. The broker holds the same
 //!    output topics as for the connector (its start-up set, 3 partitions:
 //!    the connector's default);
-//! 3. **the connector**: `codat-stream run` (release) at its own defaults.
+//! 3. **the connector**: `codat-stream run` (the dist profile, as shipped) at its own defaults.
 //!    The bench sets only what names the deployment (bootstrap, topics,
 //!    group, HTTP address), the log level and format, and the statistics
 //!    interval (its default, 15 s), nothing that tunes throughput.

@@ -6,8 +6,8 @@
 //! `./scripts/bench.sh` does not run this one; run:
 //!
 //! ```text
-//! cargo build --release --example plain_http
-//! cargo bench --bench receive -- [--rate 2000] [--secs 15] [--connections 32]
+//! cargo build --profile dist --example plain_http
+//! cargo bench --profile dist --bench receive -- [--rate 2000] [--secs 15] [--connections 32]
 //! ```
 //!
 //! The load: `--connections` kept-alive HTTP/1.1 connections, each sending
@@ -19,7 +19,7 @@
 //! Bodies are the seed `connection.failed` webhook (1.3 KB) with a
 //! unique id each, signed beforehand (Standard Webhooks, one secret).
 //!
-//! The contenders: `codat-stream receive` (release) producing each body to
+//! The contenders: `codat-stream receive` (the dist profile) producing each body to
 //! a fresh Apache Kafka broker's 6-partition topic with `acks=all` and answering
 //! 200 only once acknowledged; and the plain server. Over the load window,
 //! from /proc of each server's own process: requests/s answered, p50 and
@@ -211,7 +211,7 @@ fn main() {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("plain_http (cargo build --release --example plain_http)");
+        .expect("plain_http (cargo build --profile dist --example plain_http)");
     let mut line = String::new();
     BufReader::new(plain.stdout.take().expect("stdout"))
         .read_line(&mut line)

@@ -16,7 +16,9 @@ if [ ! -f "target/kafka/libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
     mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$PWD/target/kafka/libs"
 fi
-# cargo bench does not build examples; the bench finds them next to its own
-# executable, in the release profile's directory (<target>/release/examples).
-cargo build --locked --release --example mock_kafka --example plain_forward
-exec cargo bench --locked --bench pipeline -- "$@"
+# Measured as shipped: the dist profile (fat LTO, one codegen unit), whose
+# binary is target/dist/codat-stream. cargo bench does not build examples;
+# the bench finds them next to its own executable, in the profile's
+# directory (<target>/dist/examples).
+cargo build --locked --profile dist --example mock_kafka --example plain_forward
+exec cargo bench --locked --profile dist --bench pipeline -- "$@"

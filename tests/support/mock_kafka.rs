@@ -5,8 +5,8 @@
 //! Nothing is built here: the example binary is found next to the running
 //! test or bench executable, in `<target>/<profile>/examples/`. `cargo test`
 //! builds examples itself; `cargo bench` does not, so `scripts/bench.sh`
-//! runs `cargo build --release --example mock_kafka --example plain_forward`
-//! first (bench executables live in `<target>/release/deps`, the release
+//! runs `cargo build --profile dist --example mock_kafka --example plain_forward`
+//! first (its bench executables live in `<target>/dist/deps`, the dist
 //! profile's directory). `CODAT_STREAM_EXAMPLES_DIR` overrides the directory.
 //!
 //! What the mock cluster is (librdkafka 2.12, `rdkafka_mock.c`):
@@ -55,7 +55,7 @@ pub fn example_binary(name: &str) -> PathBuf {
     let path = examples_dir().join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build it with `cargo build --example {name}` (add --release for \
+        "{} is missing: build it with `cargo build --example {name}` (add --profile dist for \
          the benchmark; `cargo test` builds examples, scripts/bench.sh builds them for the bench)",
         path.display()
     );
