@@ -35,8 +35,9 @@ pub enum Command {
     /// Print the effective configuration (secrets masked), or why it is invalid.
     CheckConfig(ConfigArgs),
     /// Run the real pipeline on an in-process mock Kafka cluster fed the
-    /// bundled sample webhooks, then print what landed on each topic.
-    Demo,
+    /// bundled sample webhooks, then print what landed on each topic and
+    /// the seed connection.failed webhook's record.
+    Demo(DemoArgs),
     /// Decode envelopes (Confluent wire format or Avro single-object) from
     /// a file holding one record value, or from a topic, and print them as
     /// JSON lines. Exit status: 0 all decoded, 2 some not, 1 usage error.
@@ -107,6 +108,13 @@ pub struct DlqReplayArgs {
     /// One JSON object for scripts instead of the summary.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Also print every topic's first record.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(clap::Args, Debug)]

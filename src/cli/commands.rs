@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::cli::args::{Cli, Command, DecodeArgs, DlqCommand, NormalizeArgs};
 use crate::cli::body_file::{Bodies, outcome_line};
 use crate::cli::decode::{Decoder, read_value};
-use crate::cli::{demo, dlq};
+use crate::cli::{demo, demo_summary, dlq};
 use crate::config::Settings;
 use crate::core::envelope_avro::ENVELOPE_SCHEMA_JSON;
 use crate::kafka::pipeline::{self, RunOutcome};
@@ -141,10 +141,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             })
         }
         Command::Dlq(command) => dlq_command(command),
-        Command::Demo => {
-            init_logging("text", "warn,rdkafka::client=off");
+        Command::Demo(args) => {
+            // Errors only: the summary reports the dead letters the log
+            // would warn about, and the screen is for the summary.
+            init_logging("text", "error,rdkafka::client=off");
             let report = runtime()?.block_on(demo::run(demo::SAMPLE_WEBHOOKS))?;
-            print_demo(&report)?;
+            let output = Settings::default().output;
+            let topics = demo_summary::Topics {
+                prefix: &output.topic_prefix,
+                dead_letter: &output.dead_letter_topic,
+            };
+            let mut out = BufWriter::new(io::stdout().lock());
+            out.write_all(demo_summary::render(&report, &topics, args.all).as_bytes())?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -317,33 +326,6 @@ async fn decode_topic(
     } else {
         ExitCode::from(2)
     })
-}
-
-fn print_demo(report: &demo::DemoReport) -> Result<(), CliError> {
-    let mut out = BufWriter::new(io::stdout().lock());
-    let total: usize = report.topics.values().map(|t| t.count).sum();
-    writeln!(
-        out,
-        "Loaded {} sample webhooks into the ingest topic; the pipeline ended {:?}.",
-        report.loaded, report.outcome
-    )?;
-    writeln!(
-        out,
-        "{total} records landed on {} topics:\n",
-        report.topics.len()
-    )?;
-    for (topic, t) in &report.topics {
-        writeln!(out, "  {:>4}  {topic}", t.count)?;
-    }
-    for (topic, t) in &report.topics {
-        writeln!(
-            out,
-            "\n== {topic} ({} records), first one:\n{}",
-            t.count, t.first
-        )?;
-    }
-    out.flush()?;
-    Ok(())
 }
 
 /// Logs to stderr: human-readable or JSON lines; RUST_LOG overrides `level`.

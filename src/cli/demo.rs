@@ -25,6 +25,10 @@ use crate::ops::metrics::{Metrics, MetricsError};
 /// The bundled sample: every published Codat example plus invalid bodies.
 pub const SAMPLE_WEBHOOKS: &[u8] = include_bytes!("../../samples/webhooks.jsonl");
 
+/// The `webhook-id` the demo gives the first sample, Codat's seed
+/// `connection.failed` webhook (the body of its documentation's example).
+pub const SEED_WEBHOOK_ID: &str = "msg_demo_0";
+
 /// What the demo saw on each output topic.
 #[derive(Debug, Default)]
 pub struct TopicReport {
@@ -33,6 +37,26 @@ pub struct TopicReport {
     /// The first record: its envelope as JSON, or for the dead-letter topic
     /// its reason header and original body.
     pub first: String,
+    /// Dead letters by reason code (the dead-letter topic only).
+    pub reasons: BTreeMap<String, usize>,
+}
+
+/// One output record shown whole: where it landed, its key and headers
+/// (non-UTF-8 bytes shown lossily) and its envelope decoded.
+#[derive(Debug)]
+pub struct ShownRecord {
+    /// Its topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key, if any.
+    pub key: Option<String>,
+    /// Its headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Its value, decoded.
+    pub envelope: serde_json::Value,
 }
 
 /// The demo's findings.
@@ -44,6 +68,8 @@ pub struct DemoReport {
     pub outcome: RunOutcome,
     /// Per output topic.
     pub topics: BTreeMap<String, TopicReport>,
+    /// The seed `connection.failed` webhook's output record.
+    pub seed: Option<ShownRecord>,
 }
 
 /// Failures of the demo.
@@ -119,11 +145,12 @@ pub async fn run(bodies: &[u8]) -> Result<DemoReport, DemoError> {
     let _ = stop.send(());
     let outcome = task.await??;
 
-    let topics = read_back(&bootstrap, &settings)?;
+    let (topics, seed) = read_back(&bootstrap, &settings)?;
     Ok(DemoReport {
         loaded,
         outcome,
         topics,
+        seed,
     })
 }
 
@@ -150,11 +177,12 @@ async fn load(bootstrap: &str, topic: &str, bodies: &[u8]) -> Result<usize, Demo
     Ok(n)
 }
 
-/// Reads every output topic from the beginning.
+/// Reads every output topic from the beginning: counts, reasons, first
+/// records, and the seed webhook's record.
 fn read_back(
     bootstrap: &str,
     settings: &Settings,
-) -> Result<BTreeMap<String, TopicReport>, DemoError> {
+) -> Result<(BTreeMap<String, TopicReport>, Option<ShownRecord>), DemoError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "codat-stream-demo-reader")
@@ -176,6 +204,7 @@ fn read_back(
     consumer.assign(&tpl)?;
     let codec = EnvelopeCodec::new()?;
     let mut topics: BTreeMap<String, TopicReport> = BTreeMap::new();
+    let mut seed = None;
     let mut eofs = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while eofs < partitions && std::time::Instant::now() < deadline {
@@ -184,15 +213,65 @@ fn read_back(
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eofs += 1,
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(m)) => {
+                let headers = headers_of(&m);
                 let report = topics.entry(m.topic().to_owned()).or_default();
                 report.count += 1;
                 if report.count == 1 {
                     report.first = describe(&m, &codec, settings)?;
                 }
+                if m.topic() == settings.output.dead_letter_topic {
+                    let reason = header(&headers, crate::kafka::output::DLQ_REASON);
+                    *report
+                        .reasons
+                        .entry(reason.unwrap_or_default())
+                        .or_default() += 1;
+                } else if header(&headers, "webhook-id").as_deref() == Some(SEED_WEBHOOK_ID) {
+                    seed = Some(shown(&m, headers, &codec)?);
+                }
             }
         }
     }
-    Ok(topics)
+    Ok((topics, seed))
+}
+
+/// A record's headers as text. Read as bytes: a record keeps the input's
+/// header keys, which need not be UTF-8 (rdkafka's `Headers::iter` would
+/// panic).
+fn headers_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, String)> {
+    m.headers()
+        .map(crate::kafka::record_headers::header_pairs)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v.unwrap_or_default()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+fn shown(
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    headers: Vec<(String, String)>,
+    codec: &EnvelopeCodec,
+) -> Result<ShownRecord, DemoError> {
+    let envelope = codec.decode_single_object(m.payload().unwrap_or_default())?;
+    Ok(ShownRecord {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        headers,
+        envelope: serde_json::to_value(&envelope).unwrap_or_default(),
+    })
 }
 
 fn describe(
@@ -202,17 +281,7 @@ fn describe(
 ) -> Result<String, DemoError> {
     let value = m.payload().unwrap_or_default();
     if m.topic() == settings.output.dead_letter_topic {
-        // Read as bytes: a dead letter keeps the input's header keys, which
-        // need not be UTF-8 (rdkafka's `Headers::iter` would panic).
-        let reason = m
-            .headers()
-            .map(crate::kafka::record_headers::header_pairs)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|(k, _)| *k == crate::kafka::output::DLQ_REASON.as_bytes())
-            .and_then(|(_, v)| v)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
+        let reason = header(&headers_of(m), crate::kafka::output::DLQ_REASON).unwrap_or_default();
         return Ok(format!(
             "reason={reason} body={}",
             String::from_utf8_lossy(value)

@@ -8,5 +8,6 @@ pub mod body_file;
 pub mod commands;
 pub mod decode;
 pub mod demo;
+pub mod demo_summary;
 pub mod dlq;
 pub mod yaml;
