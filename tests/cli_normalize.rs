@@ -254,3 +254,200 @@ fn an_over_long_json_line_is_rejected_and_the_lines_after_it_go_on() {
     let peak = child::children_peak_rss_mib();
     assert!(peak < PEAK_RSS_LIMIT_MIB, "peak RSS {peak} MiB");
 }
+
+// `normalize --config FILE` (issue 24): the file's [normalize] settings
+// apply, so a user sees what a body becomes before running the pipeline.
+
+/// Codat's seed `connection.failed` body (its documentation's example).
+fn seed_body() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/docs/000--1.json"
+    ))
+    .unwrap()
+}
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+/// Runs `normalize` with `env` set and returns (status, stdout, stderr).
+fn run_with_env(
+    args: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codat-stream"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_config_files_redaction_and_source_apply_and_the_key_is_never_printed() {
+    let config = config_file(
+        "[normalize]\nsource = \"urn:example:preview\"\n\
+         redact = [\"referenceCompany.name\", \"referenceCompany.tags\"]\n\
+         redact_mode = \"hash\"\nredact_key = \"hunter2-redact-key\"\n",
+    );
+    let path = config.path().to_str().unwrap();
+    let (code, stdout, stderr) = run_with_env(
+        &["normalize", "--config", path],
+        seed_body().as_bytes(),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let env: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(env["source"], "urn:example:preview");
+    assert_eq!(
+        env["redactedPaths"],
+        serde_json::json!(["referenceCompany.name", "referenceCompany.tags"])
+    );
+    let payload: Value = serde_json::from_str(env["payload"].as_str().unwrap()).unwrap();
+    let name = payload["referenceCompany"]["name"].as_str().unwrap();
+    assert!(name.starts_with("hmac-sha256:"), "{name}");
+    assert!(!stdout.contains("Toft stores"), "{stdout}");
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    // A flag overrides the file.
+    let (code, stdout, _) = run_with_env(
+        &["normalize", "--config", path, "--source", "urn:flag"],
+        seed_body().as_bytes(),
+        &[],
+    );
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("\"source\":\"urn:flag\""), "{stdout}");
+
+    // Without --config nothing is redacted.
+    let (_, stdout, _) = run_with_env(&["normalize"], seed_body().as_bytes(), &[]);
+    assert!(stdout.contains("Toft stores"), "{stdout}");
+}
+
+#[test]
+fn a_config_files_signature_checks_apply_with_the_secret_from_the_environment() {
+    use codat_stream::core::signature::{SigningKey, sign};
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let config = config_file(
+        "[normalize]\nverify_signatures = true\nsignature_secrets = [\"env:PREVIEW_HOOK_SECRET\"]\n",
+    );
+    let path = config.path().to_str().unwrap();
+    let body = seed_body();
+    let ts: i64 = 1_700_000_000;
+    let signature = sign(
+        &SigningKey::parse(SECRET).unwrap(),
+        "msg_1",
+        ts,
+        body.as_bytes(),
+    );
+    let ts_ms = (ts * 1000).to_string();
+    let headers = |sig: &str| {
+        vec![
+            "normalize".to_owned(),
+            "--config".to_owned(),
+            path.to_owned(),
+            "--timestamp-ms".to_owned(),
+            ts_ms.clone(),
+            "--header".to_owned(),
+            "webhook-id=msg_1".to_owned(),
+            "--header".to_owned(),
+            format!("webhook-timestamp={ts}"),
+            "--header".to_owned(),
+            format!("webhook-signature={sig}"),
+        ]
+    };
+    let env = [("PREVIEW_HOOK_SECRET", SECRET)];
+    let args = headers(&signature);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = run_with_env(&args, body.as_bytes(), &env);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("\"type\":\"connection.failed\""),
+        "{stdout}"
+    );
+
+    // Signed for another body: refused, exit 2, and the secret not shown.
+    let forged = sign(&SigningKey::parse(SECRET).unwrap(), "msg_1", ts, b"{}");
+    let args = headers(&forged);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = run_with_env(&args, body.as_bytes(), &env);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("\"reason\":\"invalid_signature\""),
+        "{stdout}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains("MfKQ9r8"), "{text}");
+    }
+
+    // The variable unset: a configuration error naming the setting, exit 1.
+    let (code, stdout, stderr) = run_with_env(&args, body.as_bytes(), &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("normalize.signature_secrets[0]"),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+}
+
+#[test]
+fn a_missing_or_broken_config_is_refused_without_echoing_it() {
+    let (code, stdout, stderr) = run_with_env(
+        &["normalize", "--config", "/no/such/codat-stream.toml"],
+        b"{}",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stderr.contains("/no/such/codat-stream.toml"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+
+    for (toml, needle) in [
+        // Unterminated string holding a secret: the position, not the line.
+        (
+            "[normalize]\nredact_key = \"hunter2-unterminated\n",
+            "line 2",
+        ),
+        // A value of the wrong type.
+        (
+            "[normalize]\nredact = \"hunter2-not-a-list\"\n",
+            "normalize.redact",
+        ),
+        // An unknown key, named; its value not.
+        ("[normalize]\nredact_kee = \"hunter2-typo\"\n", "redact_kee"),
+        // Hash mode without a key, and a bad path: every problem at once.
+        (
+            "[normalize]\nredact = [\"a..b\"]\nredact_mode = \"hash\"\n",
+            "normalize.redact_key",
+        ),
+        // Not a config file at all.
+        (
+            "\u{0}\u{1}hunter2-binary\u{ff}",
+            "cannot load configuration",
+        ),
+    ] {
+        let config = config_file(toml);
+        let (code, stdout, stderr) = run_with_env(
+            &["normalize", "--config", config.path().to_str().unwrap()],
+            b"{}",
+            &[],
+        );
+        assert_eq!(code, Some(1), "{toml}: {stdout}{stderr}");
+        assert!(stderr.contains(needle), "{toml}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{toml}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+    }
+}

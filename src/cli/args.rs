@@ -148,12 +148,19 @@ pub struct NormalizeArgs {
     /// A record header, NAME=VALUE, applied to every body (e.g. webhook-id=msg_123).
     #[arg(long = "header", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
-    /// Bodies larger than this many bytes are rejected.
-    #[arg(long, default_value_t = crate::core::normalize::DEFAULT_MAX_BODY_BYTES)]
-    pub max_body_bytes: usize,
-    /// CloudEvents `source` of the envelopes.
-    #[arg(long, default_value = crate::core::normalize::DEFAULT_SOURCE)]
-    pub source: String,
+    /// Bodies larger than this many bytes are rejected (default: the
+    /// config's normalize.max_body_bytes, else 1 MiB).
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// CloudEvents `source` of the envelopes (default: the config's
+    /// normalize.source, else urn:codat:webhooks).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// A configuration file (as for `run`; environment variables override
+    /// it) whose [normalize] settings apply: redaction, source, body limit
+    /// and signature checks (pass the webhook-* headers with --header).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
 }
 
 pub fn parse_header(s: &str) -> Result<(String, String), String> {

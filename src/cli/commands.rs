@@ -385,22 +385,13 @@ async fn recv_signal(signal: Option<tokio::signal::unix::Signal>) {
 
 /// `normalize`: one JSON line per body, the envelope or the rejection.
 fn normalize_command(args: NormalizeArgs) -> Result<ExitCode, CliError> {
-    if args.max_body_bytes == 0 {
-        return Err(CliError::Usage(
-            "--max-body-bytes must be at least 1".to_owned(),
-        ));
-    }
+    let options = normalize_options(&args)?;
     let (input, name) = open_input(args.file.as_deref())?;
     let topic = args.topic.unwrap_or_else(|| name.clone());
     let timestamp_ms = args.timestamp_ms.unwrap_or_else(now_ms);
-    let options = NormalizeOptions {
-        max_body_bytes: args.max_body_bytes,
-        source: args.source,
-        ..NormalizeOptions::default()
-    };
     let mut out = BufWriter::new(io::stdout().lock());
     let (mut offset, mut rejected) = (0i64, 0usize);
-    let mut bodies = Bodies::new(input, args.max_body_bytes);
+    let mut bodies = Bodies::new(input, options.max_body_bytes);
     loop {
         let body = match bodies.next_body() {
             Ok(Some(body)) => body,
@@ -424,6 +415,28 @@ fn normalize_command(args: NormalizeArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// The normaliser's options: the config file's `[normalize]` settings
+/// (loaded and validated as for `run`), else the built-in defaults; the
+/// flags override either.
+fn normalize_options(args: &NormalizeArgs) -> Result<NormalizeOptions, CliError> {
+    let mut options = match &args.config {
+        Some(path) => Settings::load(Some(path))?.normalize_options(),
+        None => NormalizeOptions::default(),
+    };
+    if let Some(max) = args.max_body_bytes {
+        if max == 0 {
+            return Err(CliError::Usage(
+                "--max-body-bytes must be at least 1".to_owned(),
+            ));
+        }
+        options.max_body_bytes = max;
+    }
+    if let Some(source) = &args.source {
+        options.source.clone_from(source);
+    }
+    Ok(options)
 }
 
 /// FILE, or stdin for none or `-`, and its name for messages. Callers
