@@ -534,3 +534,40 @@ impl InternalEvent for TransactionAborted<'_> {
         );
     }
 }
+
+/// A subscribed ingest topic does not exist (logged when first seen, then
+/// every few minutes while it lasts).
+pub struct IngestTopicAwaited<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// How often the connector looks for it.
+    pub every_secs: u64,
+    /// A command that creates it.
+    pub create: String,
+}
+
+impl InternalEvent for IngestTopicAwaited<'_> {
+    fn emit(self, _: &Metrics) {
+        warn!(
+            topic = self.topic,
+            every_secs = self.every_secs,
+            create = %self.create,
+            "ingest topic does not exist yet: waiting for it (create it, or correct ingest.topics)"
+        );
+    }
+}
+
+/// An awaited ingest topic exists now; the consumer joins its partitions.
+pub struct IngestTopicAppeared<'a> {
+    /// The topic.
+    pub topic: &'a str,
+}
+
+impl InternalEvent for IngestTopicAppeared<'_> {
+    fn emit(self, _: &Metrics) {
+        info!(
+            topic = self.topic,
+            "ingest topic exists now: joining its partitions"
+        );
+    }
+}

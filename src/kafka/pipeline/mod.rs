@@ -52,6 +52,7 @@ use crate::kafka::client_errors;
 use crate::kafka::consumer::{IngestContext, commit_stored};
 use crate::kafka::dedup::changelog_value;
 use crate::kafka::delivery::{Deliveries, Outcome};
+use crate::kafka::ingest_watch::IngestWatch;
 use crate::kafka::offsets::{OffsetTracker, Partition, Ticket};
 use crate::kafka::output::{Input, InputCopy};
 use crate::kafka::processor::{
@@ -196,6 +197,7 @@ async fn run_here(
             &health,
             &metrics,
         ),
+        watch: IngestWatch::new(&settings),
     };
     hot.io.txn = txn;
     let drain_timeout = Duration::from_millis(settings.pipeline.drain_timeout_ms);
@@ -306,6 +308,8 @@ fn finish(
 struct Hot<'r, 's> {
     processor: &'r mut Processor<'s>,
     io: Io<'r>,
+    /// Looks for missing ingest topics often, not every 5 minutes.
+    watch: IngestWatch,
 }
 
 /// A record consumed while the partitions were paused: its ticket is
@@ -375,6 +379,10 @@ impl Hot<'_, '_> {
                     self.abort_and_rewind("the drain timeout passed")?;
                     return Ok(abandoned);
                 }
+            }
+            if drain_deadline.is_none() {
+                self.watch
+                    .tick(self.io.consumer, self.io.health, self.io.metrics);
             }
             let consumed = match drain_deadline {
                 None => self.consume_batch(shutdown).await?,
