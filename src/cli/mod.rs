@@ -10,4 +10,5 @@ pub mod decode;
 pub mod demo;
 pub mod demo_summary;
 pub mod dlq;
+pub mod error;
 pub mod yaml;

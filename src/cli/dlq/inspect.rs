@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::{DeadLetter, Range, read, spans};
-use crate::cli::commands::CliError;
+use crate::cli::error::CliError;
 use crate::config::Settings;
 use crate::kafka::output::rfc3339_millis;
 

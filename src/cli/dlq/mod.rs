@@ -229,8 +229,8 @@ pub fn read(
     consumer: &BaseConsumer,
     topic: &str,
     spans: &[Span],
-    mut each: impl FnMut(DeadLetter) -> Result<bool, super::commands::CliError>,
-) -> Result<(), super::commands::CliError> {
+    mut each: impl FnMut(DeadLetter) -> Result<bool, super::error::CliError>,
+) -> Result<(), super::error::CliError> {
     let mut tpl = TopicPartitionList::new();
     let mut left: HashMap<i32, i64> = HashMap::new();
     for s in spans {

@@ -17,7 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use super::{DeadLetter, Range, read, spans};
-use crate::cli::commands::CliError;
+use crate::cli::error::CliError;
 use crate::config::Settings;
 use crate::core::normalize::{IngestMeta, NormalizeOptions, normalize};
 use crate::kafka::output::{DLQ_TIMESTAMP, DLQ_TOPIC, REPLAYS_HEADER, original_header_key};
