@@ -482,14 +482,17 @@ fn without_one_grant(mode: Mode, missing: usize, answer: Answer) {
                 c.get("/readyz")
                     .is_some_and(|(s, b)| s == 503 && b.contains(setting))
             });
-            let lines = c
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l["code"] == code)
-                .count();
-            assert_eq!(lines, 1, "{what}: one line");
+            // /readyz can say it before the log line reaches the reader.
+            let lines = || {
+                c.log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|l| l["code"] == code)
+                    .count()
+            };
+            wait_for(&what, Duration::from_secs(10), || lines() >= 1);
+            assert_eq!(lines(), 1, "{what}: one line");
             assert!(c.child.try_wait().unwrap().is_none(), "{what}: up");
             assert_eq!(
                 committed_total(&plain, &names.group, &names.ingest, 2),
