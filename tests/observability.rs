@@ -466,10 +466,12 @@ fn alert_names() -> Vec<String> {
         .collect()
 }
 
-/// Metric names in README's metrics table (without the `codat_stream_` prefix).
+/// Metric names in the metrics table of docs/operating.md (without the
+/// `codat_stream_` prefix).
 fn readme_metrics() -> Vec<String> {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operating.md"))
+            .unwrap();
     let table = readme
         .split("### Metrics")
         .nth(1)
