@@ -20,6 +20,38 @@ use crate::kafka::record_headers::header_pairs;
 /// How long a metadata or offsets request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Runs a metadata or offsets request, asking again while the cluster is
+/// between states (a topic created moments ago whose leader this client
+/// does not know yet, a coordinator moving), up to [`REQUEST_TIMEOUT`].
+pub fn settled<T>(mut ask: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        match ask() {
+            Err(e) if is_between_states(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            done => return done,
+        }
+    }
+}
+
+fn is_between_states(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::*;
+    e.rdkafka_error_code().is_some_and(|code| {
+        matches!(
+            code,
+            NotLeaderForPartition
+                | LeaderNotAvailable
+                | UnknownPartition
+                | NotCoordinator
+                | CoordinatorLoadInProgress
+                | CoordinatorNotAvailable
+                | BrokerNotAvailable
+                | NetworkException
+        )
+    })
+}
+
 /// Which dead letters: a partition, an offset range, a time range.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Range {
@@ -139,7 +171,7 @@ pub fn spans(
     range: &Range,
     resume: &HashMap<i32, i64>,
 ) -> Result<Vec<Span>, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+    let metadata = settled(|| consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -151,7 +183,7 @@ pub fn spans(
     let until = offsets_at(consumer, topic, &partitions, range.until)?;
     let mut spans = Vec::new();
     for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)?;
+        let (low, high) = settled(|| consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT))?;
         let mut start = low.max(range.from_offset.unwrap_or(low));
         if let Some(s) = since.get(&p) {
             start = start.max(*s);
@@ -191,7 +223,7 @@ fn offsets_at(
     for p in partitions {
         tpl.add_partition_offset(topic, *p, Offset::Offset(at))?;
     }
-    let found = consumer.offsets_for_times(tpl, REQUEST_TIMEOUT)?;
+    let found = settled(|| consumer.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT))?;
     let mut offsets = HashMap::new();
     for e in found.elements() {
         let offset = match e.offset() {

@@ -138,7 +138,7 @@ pub fn replay(settings: &Settings, topic: &str, args: &ReplayArgs) -> Result<Rep
 
 /// The replay group's committed offsets on `topic`.
 fn committed(consumer: &BaseConsumer, topic: &str) -> Result<HashMap<i32, i64>, CliError> {
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let metadata = super::settled(|| consumer.fetch_metadata(Some(topic), TIMEOUT))?;
     let mut tpl = TopicPartitionList::new();
     for t in metadata.topics().iter().filter(|t| t.name() == topic) {
         for p in t.partitions() {
