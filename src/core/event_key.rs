@@ -6,8 +6,6 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use crate::core::normalize::MAX_WEBHOOK_ID_LEN;
 use crate::core::raw_json::{self, RawObject};
 
@@ -21,8 +19,10 @@ use crate::core::raw_json::{self, RawObject};
 pub fn event_id(body: &[u8]) -> Option<Cow<'_, str>> {
     let text = std::str::from_utf8(body).ok()?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let raw: &RawValue = serde_json::from_str(text).ok()?;
-    let top = RawObject::parse(raw).ok()??;
+    // One pass: fails alike for invalid JSON, a non-object and a key
+    // that does not decode.
+    let top: RawObject = serde_json::from_str(text).ok()?;
+    top.check_unique(false).ok()?;
     let named = |key: &str| {
         let mut found = top
             .members

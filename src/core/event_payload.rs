@@ -3,9 +3,8 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use crate::core::event_type;
+use crate::core::json_trusted;
 use crate::core::raw_json::{self, JsonFault, RawObject};
 use crate::core::rejection::Rejection;
 
@@ -49,7 +48,7 @@ pub struct PayloadRefs<'a> {
 /// or an undecodable string on the way to an id is refused: taking one copy
 /// (or none) would give the envelope a different company than every other
 /// reader of the same payload sees.
-pub fn refs<'a>(event_type: &str, payload: &'a RawValue) -> Result<PayloadRefs<'a>, Rejection> {
+pub fn refs<'a>(event_type: &str, payload: &'a str) -> Result<PayloadRefs<'a>, Rejection> {
     let Some(object) = RawObject::parse(payload).map_err(|f| f.at("`payload`"))? else {
         return Ok(PayloadRefs::default());
     };
@@ -101,9 +100,9 @@ fn str_at<'a>(object: &RawObject<'a>, path: &str) -> Result<Option<Cow<'a, str>>
         return Ok(None);
     };
     if first_item {
-        match raw_json::array_items(value).as_deref() {
-            Some([first, ..]) => value = first,
-            _ => return Ok(None),
+        match json_trusted::array_items(value).next() {
+            Some(first) => value = first,
+            None => return Ok(None),
         }
     }
     match rest {
@@ -117,11 +116,12 @@ fn str_at<'a>(object: &RawObject<'a>, path: &str) -> Result<Option<Cow<'a, str>>
 
 /// The data type of a read event that lists exactly one.
 fn single_read_data_type<'a>(object: &RawObject<'a>) -> Result<Option<Cow<'a, str>>, JsonFault> {
-    let Some(items) = object.get("dataTypes").and_then(raw_json::array_items) else {
+    let Some(list) = object.get("dataTypes") else {
         return Ok(None);
     };
-    match items.as_slice() {
-        [only] => match RawObject::parse(only)? {
+    let mut items = json_trusted::array_items(list);
+    match (items.next(), items.next()) {
+        (Some(only), None) => match RawObject::parse(only)? {
             Some(item) => item.get_str("dataType"),
             None => Ok(None),
         },
@@ -134,17 +134,13 @@ mod tests {
     use super::*;
 
     fn refs_of(t: &str, payload: &'static str) -> PayloadRefs<'static> {
-        refs(t, serde_json::from_str(payload).unwrap()).unwrap()
+        refs(t, payload).unwrap()
     }
 
     #[test]
     fn repeated_keys_and_undecodable_strings_on_the_way_to_an_id_are_refused() {
         use crate::core::rejection::RejectReason;
-        let refs_err = |t: &str, p: &'static str| {
-            refs(t, serde_json::from_str(p).unwrap())
-                .unwrap_err()
-                .reason
-        };
+        let refs_err = |t: &str, p: &'static str| refs(t, p).unwrap_err().reason;
         assert_eq!(
             refs_err(
                 "connection.failed",

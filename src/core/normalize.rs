@@ -187,17 +187,27 @@ fn envelope_of<'a, H: HeaderLookup + ?Sized>(
 
 /// The body's top-level object, or why it is not one.
 fn parse_top_object(text: &str) -> Result<RawObject<'_>, Rejection> {
+    // The common case in one pass: an object with decodable keys, split
+    // into members while serde_json validates it. Anything else fails
+    // here and is read again below only to name the fault.
+    if let Ok(top) = serde_json::from_str::<RawObject>(text) {
+        top.check_unique(false).map_err(|f| f.at("the body"))?;
+        return Ok(top);
+    }
     let raw: &RawValue = serde_json::from_str(text).map_err(|e| {
         Rejection::new(
             RejectReason::InvalidJson,
             format!("body is not valid JSON: {e}"),
         )
     })?;
-    let top = RawObject::parse(raw).map_err(|f| f.at("the body"))?;
+    let top = RawObject::parse(raw.get()).map_err(|f| f.at("the body"))?;
     top.ok_or_else(|| {
         Rejection::new(
             RejectReason::NotAnObject,
-            format!("body is {}, not a JSON object", raw_json::kind(raw).name()),
+            format!(
+                "body is {}, not a JSON object",
+                raw_json::kind(raw.get()).name()
+            ),
         )
     })
 }
@@ -283,7 +293,7 @@ fn event_like<'a>(
         legacy: None,
         extensions: (!extensions.is_empty_object()).then(|| extensions.to_json_string()),
         datacontenttype: Cow::Borrowed(PAYLOAD_CONTENT_TYPE),
-        payload: Cow::Borrowed(payload.get()),
+        payload: Cow::Borrowed(payload),
         ingest,
         time_original,
         redacted_paths: Vec::new(),
@@ -295,7 +305,7 @@ fn event_like<'a>(
 fn generated_date<'a>(top: &RawObject<'a>) -> Result<Option<Cow<'a, str>>, Rejection> {
     match top.get("generatedDate") {
         Some(raw) if raw_json::kind(raw) == Kind::String => optional_str(top, "generatedDate"),
-        Some(raw) if raw_json::kind(raw) != Kind::Null => Ok(Some(Cow::Borrowed(raw.get()))),
+        Some(raw) if raw_json::kind(raw) != Kind::Null => Ok(Some(Cow::Borrowed(raw))),
         _ => Ok(None),
     }
 }

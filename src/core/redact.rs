@@ -94,16 +94,14 @@ impl Redaction {
                 format!("payload is not JSON: {e}"),
             )
         })?;
-        Ok(self.node(raw, segments)?.map(|out| out.to_json_string()))
+        Ok(self
+            .node(raw.get(), segments)?
+            .map(|out| out.to_json_string()))
     }
 
     /// The object `raw` with `segments` redacted, or `None` when it holds
     /// nothing at that path.
-    fn node<'v>(
-        &self,
-        raw: &'v RawValue,
-        segments: &[&str],
-    ) -> Result<Option<OutJson<'v>>, Rejection> {
+    fn node<'v>(&self, raw: &'v str, segments: &[&str]) -> Result<Option<OutJson<'v>>, Rejection> {
         let Some((head, rest)) = segments.split_first() else {
             return Ok(None);
         };
@@ -115,7 +113,7 @@ impl Redaction {
             None => (*head, false),
         };
         // Repeated keys are kept (and each redacted), so no uniqueness check.
-        let object: RawObject = serde_json::from_str(raw.get())
+        let object: RawObject = serde_json::from_str(raw)
             .map_err(|_| Rejection::invalid_string("`payload` on the way to a redacted path"))?;
         let mut changed = false;
         let mut members = Vec::with_capacity(object.members.len());
@@ -141,7 +139,7 @@ impl Redaction {
         Ok(changed.then_some(OutJson::Object(members)))
     }
 
-    fn member<'v>(&self, value: &'v RawValue, rest: &[&str]) -> Result<Replaced<'v>, Rejection> {
+    fn member<'v>(&self, value: &'v str, rest: &[&str]) -> Result<Replaced<'v>, Rejection> {
         if rest.is_empty() {
             return self.leaf(value);
         }
@@ -151,7 +149,7 @@ impl Redaction {
     }
 
     /// `key[]`: each element of the array redacted (or descended into).
-    fn elements<'v>(&self, value: &'v RawValue, rest: &[&str]) -> Result<Replaced<'v>, Rejection> {
+    fn elements<'v>(&self, value: &'v str, rest: &[&str]) -> Result<Replaced<'v>, Rejection> {
         let Some(items) = raw_json::array_items(value) else {
             return Ok(Replaced::Kept);
         };
@@ -174,14 +172,14 @@ impl Redaction {
         })
     }
 
-    fn leaf<'v>(&self, value: &'v RawValue) -> Result<Replaced<'v>, Rejection> {
+    fn leaf<'v>(&self, value: &'v str) -> Result<Replaced<'v>, Rejection> {
         match &self.mode {
             RedactMode::Remove => Ok(Replaced::Removed),
             RedactMode::Hash(key) => {
                 // A string hashes by its text, so `"a"` and `"\u0061"` join.
                 let text = match raw_json::as_str(value) {
                     Ok(Some(s)) => s,
-                    Ok(None) => Cow::Borrowed(value.get()),
+                    Ok(None) => Cow::Borrowed(value),
                     Err(f) => return Err(f.at("`payload` at a redacted path")),
                 };
                 Ok(Replaced::With(OutJson::Str(Cow::Owned(keyed_hash(

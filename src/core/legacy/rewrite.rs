@@ -4,8 +4,6 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use super::mapping::{self, Constant, RuleRow, Source, TypeRule};
 use crate::core::envelope::{LegacyRule, TypeOrigin};
 use crate::core::event_type;
@@ -57,7 +55,7 @@ impl<'o, 'a> Members<'o, 'a> {
 
     /// Index and value of the first member named `key`, ignoring ASCII case
     /// (legacy casing is inconsistent: `dataType` but `DailyQuota`).
-    fn find(&self, key: &str) -> Option<(usize, &'a RawValue)> {
+    fn find(&self, key: &str) -> Option<(usize, &'a str)> {
         self.object
             .members
             .iter()
@@ -71,22 +69,16 @@ impl<'o, 'a> Members<'o, 'a> {
         let Some((i, raw)) = self.find(key) else {
             return Ok(None);
         };
-        match raw_json::kind(raw) {
-            Kind::Null => Ok(None),
-            Kind::String => {
-                let s = raw_json::as_str(raw).map_err(|f| f.at(&format!("`{label}`")))?;
-                Ok(s.map(|s| (i, s)))
-            }
-            other => Err(Rejection::mistyped(label, "a string", other.name())),
-        }
+        Ok(str_value(raw, label)?.map(|s| (i, s)))
     }
 
     /// Like `peek_str`, and marks the member placed (it goes to an envelope field).
     fn take_str(&mut self, key: &str, label: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
-        if let Some((i, _)) = self.find(key) {
-            self.placed[i] = true;
-        }
-        Ok(self.peek_str(key, label)?.map(|(_, s)| s))
+        let Some((i, raw)) = self.find(key) else {
+            return Ok(None);
+        };
+        self.placed[i] = true;
+        str_value(raw, label)
     }
 
     /// The members that found no place, as an object.
@@ -98,6 +90,16 @@ impl<'o, 'a> Members<'o, 'a> {
             }
         }
         out
+    }
+}
+
+/// The string `raw` holds (null counts as absent); any other kind is
+/// refused as mistyped.
+fn str_value<'a>(raw: &'a str, label: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match raw_json::kind(raw) {
+        Kind::Null => Ok(None),
+        Kind::String => raw_json::as_str(raw).map_err(|f| f.at(&format!("`{label}`"))),
+        other => Err(Rejection::mistyped(label, "a string", other.name())),
     }
 }
 
