@@ -330,19 +330,31 @@ pub fn field_moves(layout: Layout) -> &'static [(Source, &'static str)] {
 /// space, `_`, `-`, `(` and `)` are ignored ("Push Operation Status Changed()"
 /// = "PushOperationStatusChanged").
 pub fn rule_key_eq(a: &str, b: &str) -> bool {
-    fn significant(s: &str) -> impl Iterator<Item = u8> + '_ {
-        s.bytes()
-            .filter(|b| !matches!(b, b' ' | b'\t' | b'_' | b'-' | b'(' | b')'))
-            .map(|b| b.to_ascii_lowercase())
-    }
     significant(a).eq(significant(b))
+}
+
+fn significant(s: &str) -> impl Iterator<Item = u8> + '_ {
+    s.bytes()
+        .filter(|b| !matches!(b, b' ' | b'\t' | b'_' | b'-' | b'(' | b')'))
+        .map(|b| b.to_ascii_lowercase())
 }
 
 /// The table row for a `RuleType` value, matched tolerantly.
 pub fn find_rule(rule_type: &str) -> Option<&'static RuleRow> {
-    RULES
-        .iter()
-        .find(|row| row.spellings.iter().any(|s| rule_key_eq(s, rule_type)))
+    // The body's spelling is reduced once, not once per spelling in the
+    // table (45 of them); a longer one than any spelling matches none.
+    let mut key = [0u8; 64];
+    let mut len = 0;
+    for b in significant(rule_type) {
+        *key.get_mut(len)? = b;
+        len += 1;
+    }
+    let key = key.get(..len)?;
+    RULES.iter().find(|row| {
+        row.spellings
+            .iter()
+            .any(|s| significant(s).eq(key.iter().copied()))
+    })
 }
 
 fn status_matches(pattern: Status, status: Option<&str>) -> bool {
@@ -387,6 +399,7 @@ mod tests {
     fn every_spelling_finds_its_own_row_only() {
         for row in RULES {
             for s in row.spellings {
+                assert!(significant(s).count() <= 64, "find_rule's buffer: {s}");
                 assert_eq!(find_rule(s).map(|r| r.name), Some(row.name), "{s}");
             }
         }
