@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::core::event_type;
-use crate::core::json_trusted;
+use crate::core::json_trusted::{self, Nested};
 use crate::core::raw_json::{self, JsonFault, RawObject};
 use crate::core::rejection::Rejection;
 
@@ -49,18 +49,26 @@ pub struct PayloadRefs<'a> {
 /// (or none) would give the envelope a different company than every other
 /// reader of the same payload sees.
 pub fn refs<'a>(event_type: &str, payload: &'a str) -> Result<PayloadRefs<'a>, Rejection> {
-    let Some(object) = RawObject::parse(payload).map_err(|f| f.at("`payload`"))? else {
+    let at_payload = |f: JsonFault| f.at("`payload`");
+    let Some((members, nested)) =
+        json_trusted::object_members_nested(payload, &is_path_head).map_err(at_payload)?
+    else {
         return Ok(PayloadRefs::default());
+    };
+    raw_json::check_unique_keys(&members, false).map_err(at_payload)?;
+    let payload = Level {
+        members: &members,
+        nested: &nested,
     };
     let company_paths = COMPANY_ID_PATHS
         .iter()
         .find(|(prefix, _)| event_type.starts_with(prefix))
         .map_or(&[][..], |(_, paths)| *paths);
-    let company_id = first_str(&object, company_paths)?;
-    let connection_id = first_str(&object, CONNECTION_ID_PATHS)?;
+    let company_id = first_str(&payload, company_paths)?;
+    let connection_id = first_str(&payload, CONNECTION_ID_PATHS)?;
     let data_type = match event_type::write_data_type(event_type) {
         Some(dt) => Some(Cow::Owned(dt.to_owned())),
-        None => single_read_data_type(&object).map_err(|f| at_path(f, "dataTypes[]"))?,
+        None => single_read_data_type(&payload).map_err(|f| at_path(f, "dataTypes[]"))?,
     };
     Ok(PayloadRefs {
         company_id,
@@ -69,13 +77,29 @@ pub fn refs<'a>(event_type: &str, payload: &'a str) -> Result<PayloadRefs<'a>, R
     })
 }
 
+/// Whether `key` leads to an object on some id path (`referenceCompany`,
+/// `connection`): those are split in the payload's own scan.
+/// (`the_path_heads_are_those_of_the_tables` keeps the two in step.)
+fn is_path_head(key: &str) -> bool {
+    matches!(key, "referenceCompany" | "connection")
+}
+
+/// `s.split_once('.')` for the short paths here, without a searcher.
+fn split_dot(s: &str) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == b'.')?;
+    Some((s.get(..at)?, s.get(at + 1..)?))
+}
+
+/// One object level: its members, and those of its members split ahead.
+struct Level<'l, 'a> {
+    members: &'l [(Cow<'a, str>, &'a str)],
+    nested: &'l Nested<'a>,
+}
+
 /// The string at the first of `paths` that holds one.
-fn first_str<'a>(
-    object: &RawObject<'a>,
-    paths: &[&str],
-) -> Result<Option<Cow<'a, str>>, Rejection> {
+fn first_str<'a>(level: &Level<'_, 'a>, paths: &[&str]) -> Result<Option<Cow<'a, str>>, Rejection> {
     for path in paths {
-        if let Some(s) = str_at(object, path).map_err(|f| at_path(f, path))? {
+        if let Some(s) = str_at(level, path).map_err(|f| at_path(f, path))? {
             return Ok(Some(s));
         }
     }
@@ -87,8 +111,8 @@ fn at_path(fault: JsonFault, path: &str) -> Rejection {
 }
 
 /// The string at a dotted path (`[]` = first array element).
-fn str_at<'a>(object: &RawObject<'a>, path: &str) -> Result<Option<Cow<'a, str>>, JsonFault> {
-    let (head, rest) = match path.split_once('.') {
+fn str_at<'a>(level: &Level<'_, 'a>, path: &str) -> Result<Option<Cow<'a, str>>, JsonFault> {
+    let (head, rest) = match split_dot(path) {
         Some((head, rest)) => (head, Some(rest)),
         None => (path, None),
     };
@@ -96,7 +120,10 @@ fn str_at<'a>(object: &RawObject<'a>, path: &str) -> Result<Option<Cow<'a, str>>
         Some(key) => (key, true),
         None => (head, false),
     };
-    let Some(mut value) = object.get(key) else {
+    let Some(index) = level.members.iter().position(|(k, _)| k == key) else {
+        return Ok(None);
+    };
+    let Some(&(_, mut value)) = level.members.get(index) else {
         return Ok(None);
     };
     if first_item {
@@ -105,18 +132,38 @@ fn str_at<'a>(object: &RawObject<'a>, path: &str) -> Result<Option<Cow<'a, str>>
             None => return Ok(None),
         }
     }
-    match rest {
-        None => raw_json::as_str(value),
-        Some(rest) => match RawObject::parse(value)? {
-            Some(inner) => str_at(&inner, rest),
-            None => Ok(None),
+    let Some(rest) = rest else {
+        return raw_json::as_str(value);
+    };
+    let split_ahead = level
+        .nested
+        .iter()
+        .find(|(i, _)| *i == index && !first_item);
+    let parsed;
+    let members = match split_ahead {
+        Some((_, Ok(members))) => {
+            raw_json::check_unique_keys(members, false)?;
+            members
+        }
+        Some((_, Err(fault))) => return Err(fault.clone()),
+        None => match RawObject::parse(value)? {
+            Some(inner) => {
+                parsed = inner;
+                &parsed.members
+            }
+            None => return Ok(None),
         },
-    }
+    };
+    let inner = Level {
+        members,
+        nested: &Vec::new(),
+    };
+    str_at(&inner, rest)
 }
 
 /// The data type of a read event that lists exactly one.
-fn single_read_data_type<'a>(object: &RawObject<'a>) -> Result<Option<Cow<'a, str>>, JsonFault> {
-    let Some(list) = object.get("dataTypes") else {
+fn single_read_data_type<'a>(payload: &Level<'_, 'a>) -> Result<Option<Cow<'a, str>>, JsonFault> {
+    let Some((_, list)) = payload.members.iter().find(|(k, _)| k == "dataTypes") else {
         return Ok(None);
     };
     let mut items = json_trusted::array_items(list);
@@ -169,6 +216,22 @@ mod tests {
             ),
             RejectReason::InvalidString
         );
+    }
+
+    #[test]
+    fn the_path_heads_are_those_of_the_tables() {
+        let paths = COMPANY_ID_PATHS.iter().flat_map(|(_, paths)| paths.iter());
+        let paths: Vec<&str> = paths.chain(CONNECTION_ID_PATHS).copied().collect();
+        for path in &paths {
+            assert_eq!(split_dot(path), path.split_once('.'));
+            if let Some((head, _)) = path.split_once('.') {
+                assert_eq!(is_path_head(head), !head.ends_with("[]"), "{path}");
+            }
+        }
+        let heads = ["referenceCompany", "connection"];
+        for head in heads {
+            assert!(paths.iter().any(|p| p.starts_with(&format!("{head}."))));
+        }
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub fn write_data_type(t: &str) -> Option<&str> {
 /// (whose set-up cost more than the rest of a type's checks).
 fn split_write(t: &str) -> Option<(&str, &str)> {
     const WRITE: &str = ".write.";
-    t.match_indices('.').find_map(|(i, _)| {
+    let dots = t.bytes().enumerate().filter(|&(_, b)| b == b'.');
+    dots.map(|(i, _)| i).find_map(|i| {
         let rest = t.get(i..)?.strip_prefix(WRITE)?;
         Some((t.get(..i)?, rest))
     })

@@ -22,33 +22,28 @@ use crate::core::raw_json::{self, JsonFault};
 /// is any other value; a fault for a key that does not decode. Repeated
 /// keys are all kept: refusing them is the caller's choice.
 pub fn object_members(text: &str) -> Result<Option<Members<'_>>, JsonFault> {
+    object_members_nested(text, &|_| false).map(|found| found.map(|(members, _)| members))
+}
+
+/// [`object_members`], and in the same scan the members of each object
+/// value whose key `descend` accepts, so a level read on the way to an id
+/// is not scanned twice. Their faults are kept, not raised: a level the
+/// reader never visits must not refuse the body.
+pub fn object_members_nested<'a>(
+    text: &'a str,
+    descend: &dyn Fn(&str) -> bool,
+) -> Result<Option<(Members<'a>, Nested<'a>)>, JsonFault> {
     let mut at = Cursor { text, i: 0 };
     if at.peek() != Some(b'{') {
         return Ok(None);
     }
-    at.i += 1;
-    // Codat's objects rarely have more than a dozen members: one
-    // allocation, no growth.
-    let mut members = Vec::with_capacity(16);
-    loop {
-        at.space();
-        if at.peek() != Some(b'"') {
-            break; // the `}` of an empty object
-        }
-        let (key, escaped) = at.string();
-        let key = raw_json::decode_scanned(key, escaped)?;
-        at.space();
-        at.i += 1; // the `:`
-        at.space();
-        members.push((key, at.value()));
-        at.space();
-        if at.peek() != Some(b',') {
-            break;
-        }
-        at.i += 1;
-    }
-    Ok(Some(members))
+    let mut nested = Vec::new();
+    let members = at.members(descend, &mut nested)?;
+    Ok(Some((members, nested)))
 }
+
+/// Members split ahead of need: (index of the member, its object's members).
+pub type Nested<'a> = Vec<(usize, Result<Members<'a>, JsonFault>)>;
 
 /// An object's (decoded key, value text) pairs.
 pub type Members<'a> = Vec<(Cow<'a, str>, &'a str)>;
@@ -100,6 +95,57 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// At a `{`: the object's members, moving past its `}`. Object values
+    /// of keys `descend` accepts are split too, into `nested`.
+    fn members(
+        &mut self,
+        descend: &dyn Fn(&str) -> bool,
+        nested: &mut Nested<'a>,
+    ) -> Result<Members<'a>, JsonFault> {
+        self.i += 1;
+        // Codat's objects rarely have more than a dozen members: one
+        // allocation, no growth.
+        let mut members = Vec::with_capacity(16);
+        loop {
+            self.space();
+            if self.peek() != Some(b'"') {
+                break; // the `}` of an empty object
+            }
+            let (key, escaped) = self.string();
+            let key = raw_json::decode_scanned(key, escaped)?;
+            self.space();
+            self.i += 1; // the `:`
+            self.space();
+            let start = self.i;
+            if self.peek() == Some(b'{') && descend(&key) {
+                let mut inner = Cursor {
+                    text: self.text,
+                    i: start,
+                };
+                let split = inner.members(&|_| false, &mut Vec::new());
+                match split {
+                    Ok(_) => self.i = inner.i,
+                    Err(_) => {
+                        self.value();
+                    }
+                }
+                nested.push((members.len(), split));
+            } else {
+                self.value();
+            }
+            members.push((key, self.since(start)));
+            self.space();
+            if self.peek() != Some(b',') {
+                break;
+            }
+            self.i += 1;
+        }
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+        }
+        Ok(members)
+    }
+
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.i).copied()
     }
@@ -184,7 +230,7 @@ impl<'a> Cursor<'a> {
 
 /// The index of the first `"` or `\` at or after `i` (or the end), eight
 /// bytes at a time: strings are most of a payload's bytes.
-fn skip_plain(bytes: &[u8], mut i: usize) -> usize {
+pub fn skip_plain(bytes: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // The lowest flagged byte of `has(x, b)` is exactly the first `b` in x
@@ -243,6 +289,23 @@ mod tests {
         assert!(object_members(r#""{""#).unwrap().is_none());
         let bad = object_members(r#"{"\ud800":1}"#).unwrap_err();
         assert_eq!(bad, JsonFault::BadString);
+    }
+
+    #[test]
+    fn nested_levels_are_split_in_the_same_scan_and_their_faults_kept() {
+        let text = r#"{"a":{"x":1,"y":[{}]},"b":{"\ud800":1},"c":{"k":2},"a2":"{"}"#;
+        let descend = |k: &str| k != "c";
+        let (members, nested) = object_members_nested(text, &descend).unwrap().unwrap();
+        assert_eq!(members, object_members(text).unwrap().unwrap());
+        assert_eq!(
+            nested.len(),
+            2,
+            "a and b: c is not descended, a2 is no object"
+        );
+        assert_eq!(nested[0].0, 0);
+        let a = nested[0].1.as_ref().unwrap();
+        assert_eq!(a, &object_members(members[0].1).unwrap().unwrap());
+        assert_eq!(nested[1], (1, Err(JsonFault::BadString)));
     }
 
     #[test]

@@ -230,7 +230,10 @@ pub fn as_str(raw: &str) -> Result<Option<Cow<'_, str>>, JsonFault> {
 /// when it has no escapes (valid JSON text without `\` is the string
 /// itself, so no parser is needed), a fault when its escapes do not decode.
 pub fn decode_string(quoted: &str) -> Result<Cow<'_, str>, JsonFault> {
-    decode_scanned(quoted, quoted.contains('\\'))
+    // In valid string text the first `"` or `\\` after the opening quote
+    // is the closing quote unless the string holds an escape.
+    let first = json_trusted::skip_plain(quoted.as_bytes(), 1);
+    decode_scanned(quoted, quoted.as_bytes().get(first) == Some(&b'\\'))
 }
 
 /// [`decode_string`] for a scanner that already knows whether the string
