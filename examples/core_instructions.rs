@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! scripts/core-instructions.sh            # builds, runs under callgrind, prints Ir/body
-//! core_instructions [ROUNDS] [all|encode|normalize]
+//! core_instructions [ROUNDS] [all|normalize]
 //! ```
 //!
 //! Wall-clock figures move with whatever else the machine runs; callgrind's
@@ -32,7 +32,7 @@ fn main() {
         None => 100,
     };
     let mode = match args.next().as_deref() {
-        None | Some("all") | Some("encode") => Mode::All,
+        None | Some("all") => Mode::All,
         Some("normalize") => Mode::Normalize,
         Some(_) => usage(),
     };

@@ -346,6 +346,58 @@ mod tests {
         }
     }
 
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use serde_json::value::RawValue;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[\"\\\\{}\\[\\],: a\u{1}\u{7f}é]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("[a-z\"\\\\{]{0,4}", inner), 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The trusted split agrees with serde_json's on any valid text,
+        /// compact or pretty-printed.
+        #[test]
+        fn splits_as_serde_json_does(value in json(), pretty in any::<bool>()) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                serde_json::to_string(&value).unwrap()
+            };
+            match &value {
+                Value::Object(_) => {
+                    let ours = object_members(&text).unwrap().unwrap();
+                    let theirs: crate::core::raw_json::RawObject =
+                        serde_json::from_str(&text).unwrap();
+                    prop_assert_eq!(ours, theirs.members);
+                }
+                Value::Array(_) => {
+                    let ours: Vec<&str> = array_items(&text).collect();
+                    let theirs: Vec<&RawValue> = serde_json::from_str(&text).unwrap();
+                    let theirs: Vec<&str> = theirs.iter().map(|r| r.get()).collect();
+                    prop_assert_eq!(ours, theirs);
+                }
+                _ => prop_assert!(object_members(&text).unwrap().is_none()),
+            }
+        }
+    }
+
     #[test]
     fn invalid_text_never_panics() {
         for text in [
