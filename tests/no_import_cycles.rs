@@ -53,7 +53,29 @@ fn code_only(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     let mut in_string = false;
+    let mut prev = ' ';
     while let Some(c) = chars.next() {
+        // A raw string (r"..", r#".."#): its quotes do not end it.
+        if !in_string && c == 'r' && !(prev.is_alphanumeric() || prev == '_') {
+            let mut look = chars.clone();
+            let mut hashes = 0;
+            while look.peek() == Some(&'#') {
+                look.next();
+                hashes += 1;
+            }
+            if look.next() == Some('"') {
+                let close: String = std::iter::once('"')
+                    .chain(std::iter::repeat_n('#', hashes))
+                    .collect();
+                let rest: String = look.collect();
+                let skipped = rest.find(&close).map_or(rest.len(), |p| p + close.len());
+                out.extend(rest[..skipped].chars().filter(|c| *c == '\n'));
+                chars = text[text.len() - rest.len() + skipped..].chars().peekable();
+                prev = '"';
+                continue;
+            }
+        }
+        prev = c;
         if in_string {
             match c {
                 '\\' => {
@@ -103,24 +125,7 @@ fn without_tests(code: &str) -> String {
         let semi = rest.find(';');
         let end = match (body, semi) {
             (Some(b), Some(s)) if s < b => s + 1,
-            (Some(b), _) => {
-                let mut depth = 0usize;
-                let mut end = rest.len();
-                for (j, c) in rest[b..].char_indices() {
-                    match c {
-                        '{' => depth += 1,
-                        '}' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                end = b + j + 1;
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                end
-            }
+            (Some(b), _) => b + closing_brace(&rest.as_bytes()[b..]),
             (None, Some(s)) => s + 1,
             (None, None) => rest.len(),
         };
@@ -128,6 +133,62 @@ fn without_tests(code: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The offset just past the brace closing the one `code` starts with,
+/// skipping braces inside string, raw string and char literals (tests hold
+/// JSON text such as `"{"` or `'{'`).
+fn closing_brace(code: &[u8]) -> usize {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < code.len() {
+        match code[i] {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            b'"' => i = past_string(code, i + 1),
+            b'r' if code.get(i + 1).is_some_and(|c| *c == b'"' || *c == b'#') => {
+                let hashes = code[i + 1..].iter().take_while(|c| **c == b'#').count();
+                let close: Vec<u8> = std::iter::once(b'"')
+                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .collect();
+                let open = i + 1 + hashes;
+                if code.get(open) == Some(&b'"') {
+                    i = code[open + 1..]
+                        .windows(close.len())
+                        .position(|w| w == close.as_slice())
+                        .map_or(code.len(), |p| open + 1 + p + close.len() - 1);
+                }
+            }
+            // A char literal ('{', '\'', '\u{7b}'), not a lifetime ('a).
+            b'\'' if code.get(i + 1) == Some(&b'\\') => {
+                i = code[i + 2..]
+                    .iter()
+                    .position(|c| *c == b'\'')
+                    .map_or(code.len(), |p| i + 2 + p);
+            }
+            b'\'' if code.get(i + 2) == Some(&b'\'') => i += 2,
+            _ => {}
+        }
+        i += 1;
+    }
+    code.len()
+}
+
+/// The index of the closing `"` of a string whose text starts at `i`.
+fn past_string(code: &[u8], mut i: usize) -> usize {
+    while i < code.len() {
+        match code[i] {
+            b'\\' => i += 2,
+            b'"' => return i,
+            _ => i += 1,
+        }
+    }
+    code.len()
 }
 
 /// A small reader of use-trees: `a::b::{c, d::{e, f}}` -> every full path.
@@ -347,6 +408,16 @@ fn the_reader_finds_grouped_and_inline_paths_and_skips_comments() {
             "ops::labels::Kind::ALL",
         ]
     );
+}
+
+#[test]
+fn braces_in_literals_do_not_end_a_test_module_early() {
+    let code = "#[cfg(test)]\nmod tests { fn f() { let a = \"{\"; let b = '}'; let c = r#\"}}\"#; crate::x::y(); } }\nuse crate::d;";
+    let paths: Vec<String> = crate_paths(&without_tests(code))
+        .iter()
+        .map(|p| p.join("::"))
+        .collect();
+    assert_eq!(paths, ["d"]);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //!
 //! The strict checks stay: every key of an object read here is decoded
 //! (an undecodable one is a fault), and
-//! [`RawObject::parse`](crate::core::raw_json::RawObject::parse) refuses
+//! `raw_json::RawObject::parse` refuses
 //! repeated keys on top.
 //! Nesting is skipped with a counter, never recursion, so any depth the
 //! validator let through is safe here.
@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use crate::core::raw_json::{self, JsonFault};
+use crate::core::json_string::{self, JsonFault};
 
 /// The members of the object `text` (valid JSON, no surrounding space)
 /// in input order, keys decoded, values as text; `Ok(None)` when `text`
@@ -112,7 +112,7 @@ impl<'a> Cursor<'a> {
                 break; // the `}` of an empty object
             }
             let (key, escaped) = self.string();
-            let key = raw_json::decode_scanned(key, escaped)?;
+            let key = json_string::decode_scanned(key, escaped)?;
             self.space();
             self.i += 1; // the `:`
             self.space();
