@@ -670,9 +670,12 @@ fn each_alert_goes_pending_when_the_binary_exports_its_condition() {
         .collect();
     let missing: Vec<&String> = alerts.iter().filter(|a| !pending.contains(*a)).collect();
     assert!(missing.is_empty(), "alerts never pending: {missing:?}");
+    // consumer_prefetch_bytes is librdkafka's fetch queue at the moment of
+    // a statistics callback: zero whenever the loop keeps up, as it can on
+    // this run; liveness_and_memory's prefetch test fills it on purpose.
     let still: Vec<String> = readme_metrics()
         .into_iter()
-        .filter(|m| !moved.moved(m))
+        .filter(|m| !moved.moved(m) && m != "consumer_prefetch_bytes")
         .collect();
     assert!(
         still.is_empty(),
@@ -680,12 +683,14 @@ fn each_alert_goes_pending_when_the_binary_exports_its_condition() {
     );
 }
 
-/// Metric names in README's `receive` metrics table (without the prefix).
+/// Metric names in the `receive` metrics table of docs/receiving.md
+/// (without the prefix).
 fn readme_receive_metrics() -> Vec<String> {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/receiving.md"))
+            .unwrap();
     let table = readme
-        .split("## Receiving webhooks")
+        .split("Receiving webhooks")
         .nth(1)
         .unwrap()
         .split("| metric | meaning |")
