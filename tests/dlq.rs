@@ -309,12 +309,6 @@ fn ingest_end(broker: &Broker, names: &Names) -> i64 {
         .map_or(0, |(_, high)| high)
 }
 
-fn python() -> String {
-    std::env::var("CODAT_STREAM_TEST_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/python-venv/bin/python").to_owned()
-    })
-}
-
 fn fixture_script(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")

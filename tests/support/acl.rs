@@ -87,9 +87,7 @@ fn acls(bootstrap: &str, op: &str, principal: &str, grants: &[Grant]) {
     if grants.is_empty() {
         return;
     }
-    let python = std::env::var("CODAT_STREAM_TEST_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/python-venv/bin/python").to_owned()
-    });
+    let python = super::python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/acls.py");
     let request = serde_json::json!({
         "bootstrap": bootstrap,

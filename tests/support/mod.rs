@@ -88,6 +88,14 @@ pub fn json_lines(out: &std::process::Output, what: &str) -> Vec<serde_json::Val
         .collect()
 }
 
+/// The Python of the tests' virtual environment (scripts/test.sh makes it),
+/// or `CODAT_STREAM_TEST_PYTHON`.
+pub fn python() -> String {
+    std::env::var("CODAT_STREAM_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/python-venv/bin/python").to_owned()
+    })
+}
+
 /// Path of the repository's fixtures.
 pub fn fixtures() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))

@@ -266,9 +266,7 @@ pub struct Sign<'a> {
 /// Signs every request with the Python libraries, in one process:
 /// the headers of each, in order.
 pub fn python_sign(requests: &[Sign<'_>]) -> Vec<Vec<(String, Vec<u8>)>> {
-    let python = std::env::var("CODAT_STREAM_TEST_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/python-venv/bin/python").to_owned()
-    });
+    let python = super::python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sign_webhook.py");
     let mut child = Command::new(&python)
         .arg(script)
