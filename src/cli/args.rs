@@ -79,6 +79,8 @@ pub enum DlqCommand {
     /// Produce dead letters' originals to the ingest topic again, so `run`
     /// handles them like any other record. Resumable: progress is kept in
     /// a consumer group of its own, in the transactions that send them.
+    /// With `--from-topic`: run the pipeline over a range of an ingest
+    /// topic instead, to rebuild the outputs (e.g. under a new prefix).
     Replay(DlqReplayArgs),
 }
 

@@ -115,6 +115,35 @@ fn dlq_command(command: DlqCommand) -> Result<ExitCode, CliError> {
                 dlq::inspect::print_table(&mut out, &found)?;
             }
         }
+        DlqCommand::Replay(a) if a.replay.from_topic.is_some() => {
+            let settings = Settings::load(a.config.config.as_deref())?;
+            init_logging(&settings.log.format, &settings.log.level);
+            let topic = a.replay.from_topic.clone().unwrap_or_default();
+            let group = dlq::rebuild::group(&settings, a.replay.group.as_deref())?;
+            let r = &a.replay;
+            let runtime = runtime()?;
+            let shutdown = {
+                let _inside = runtime.enter();
+                shutdown_signal()
+            };
+            let done = dlq::rebuild::rebuild(
+                &settings,
+                &topic,
+                &r.range,
+                &group,
+                r.dry_run,
+                (&runtime, shutdown),
+            )?;
+            if a.json {
+                serde_json::to_writer(&mut out, &done)?;
+                writeln!(out)?;
+            } else {
+                dlq::rebuild::print_table(&mut out, &done)?;
+            }
+            if !done.complete {
+                return Ok(ExitCode::from(1));
+            }
+        }
         DlqCommand::Replay(a) => {
             let settings = Settings::load(a.config.config.as_deref())?;
             let topic = a.topic.unwrap_or(settings.output.dead_letter_topic.clone());

@@ -3,10 +3,13 @@
 //! topic by assignment, never in the connector's group.
 
 pub mod inspect;
+pub mod rebuild;
 pub mod replay;
 
 use std::collections::HashMap;
 use std::time::Duration;
+
+use crate::cli::error::CliError;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -307,4 +310,44 @@ pub fn read(
     }
     consumer.unassign()?;
     Ok(())
+}
+
+/// The replay group's committed offsets on `topic`.
+pub fn committed(consumer: &BaseConsumer, topic: &str) -> Result<HashMap<i32, i64>, CliError> {
+    let metadata = settled(|| consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    // A group's coordinator may be moving or loading (a fresh group, a
+    // broker restart): asked again until it answers, within REQUEST_TIMEOUT.
+    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+    let got = loop {
+        match consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT) {
+            Err(rdkafka::error::KafkaError::MetadataFetch(code))
+                if is_coordinator_moving(code) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            done => break done?,
+        }
+    };
+    Ok(got
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+fn is_coordinator_moving(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::*;
+    matches!(
+        code,
+        NotCoordinator | CoordinatorLoadInProgress | CoordinatorNotAvailable
+    )
 }

@@ -16,7 +16,7 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::{DeadLetter, Range, read, spans};
+use super::{DeadLetter, Range, committed, read, spans};
 use crate::cli::error::CliError;
 use crate::config::Settings;
 use crate::core::normalize::{IngestMeta, NormalizeOptions, normalize};
@@ -40,10 +40,17 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1)]
     pub max_replays: u32,
     /// The consumer group keeping the replay's progress (default
-    /// `<ingest.group_id>.dlq-replay`; also its transactional id, so two
-    /// replays of one group cannot run at once).
+    /// `<ingest.group_id>.dlq-replay`, or `<ingest.group_id>.rebuild` with
+    /// `--from-topic`; also its transactional id, so two replays of one
+    /// group cannot run at once).
     #[arg(long)]
     pub group: Option<String>,
+    /// Instead of dead letters: run today's pipeline over this ingest
+    /// topic (one of `ingest.topics`) in the range given, writing outputs
+    /// and dead letters as `run` does, to rebuild them after an upgrade
+    /// (into a new `output.topic_prefix`, say). Stops at the range's end.
+    #[arg(long, value_name = "INGEST_TOPIC", conflicts_with_all = ["reasons", "max_replays", "batch", "topic"])]
+    pub from_topic: Option<String>,
     /// Records sent per transaction (progress is committed with each).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch: u32,
@@ -134,46 +141,6 @@ pub fn replay(settings: &Settings, topic: &str, args: &ReplayArgs) -> Result<Rep
         group,
         reasons: run.outcomes.into_values().collect(),
     })
-}
-
-/// The replay group's committed offsets on `topic`.
-fn committed(consumer: &BaseConsumer, topic: &str) -> Result<HashMap<i32, i64>, CliError> {
-    let metadata = super::settled(|| consumer.fetch_metadata(Some(topic), TIMEOUT))?;
-    let mut tpl = TopicPartitionList::new();
-    for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            tpl.add_partition(topic, p.id());
-        }
-    }
-    // A group's coordinator may be moving or loading (a fresh group, a
-    // broker restart): asked again until it answers, within TIMEOUT.
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let got = loop {
-        match consumer.committed_offsets(tpl.clone(), TIMEOUT) {
-            Err(rdkafka::error::KafkaError::MetadataFetch(code))
-                if is_coordinator_moving(code) && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            done => break done?,
-        }
-    };
-    Ok(got
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect())
-}
-
-fn is_coordinator_moving(code: rdkafka::types::RDKafkaErrorCode) -> bool {
-    use rdkafka::types::RDKafkaErrorCode::*;
-    matches!(
-        code,
-        NotCoordinator | CoordinatorLoadInProgress | CoordinatorNotAvailable
-    )
 }
 
 struct Run<'a> {

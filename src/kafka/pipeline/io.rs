@@ -18,6 +18,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use tracing::{debug, warn};
 
+use super::bounds::Bounds;
 use super::{DEFER_MAX_BYTES, KEEP_ALIVE, PAUSE_AFTER};
 use crate::config::Settings;
 use crate::core::dedup::IdDigest;
@@ -68,6 +69,8 @@ pub(super) struct Io<'r> {
     pub(super) changelog: Option<String>,
     /// Exactly-once: the transaction outputs and offsets go into.
     pub(super) txn: Option<Transactions>,
+    /// Where a bounded run stops; `None` for `run`.
+    pub(super) bounds: Option<Bounds>,
 }
 
 impl<'r> Io<'r> {
@@ -100,6 +103,7 @@ impl<'r> Io<'r> {
             topic_counters: HashMap::new(),
             changelog,
             txn: None,
+            bounds: None,
         }
     }
 
@@ -162,6 +166,7 @@ impl<'r> Io<'r> {
         let consumer = self.consumer;
         while let Some(polled) = consumer.poll(Duration::ZERO) {
             match polled {
+                Ok(message) if !self.admit(&message) => {}
                 Ok(message) => {
                     let ticket = self.register(&message);
                     let headers = InHeaders::of(&message);
@@ -217,6 +222,14 @@ impl<'r> Io<'r> {
     /// the connector unready; anything else is logged as it comes.
     pub(super) fn consume_error(&self, e: &KafkaError) {
         client_errors::observe(self.health, self.metrics, Client::Consumer, e, "");
+    }
+
+    /// Whether to process a consumed record: past a bounded run's end it
+    /// is neither processed nor committed.
+    pub(super) fn admit(&mut self, message: &BorrowedMessage<'_>) -> bool {
+        self.bounds
+            .as_mut()
+            .is_none_or(|b| b.admit(message.topic(), message.partition(), message.offset()))
     }
 
     /// Counts a consumed record and registers its ticket.

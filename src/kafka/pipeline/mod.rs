@@ -57,9 +57,11 @@ use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::registry::value_format;
 
+mod bounds;
 mod io;
 mod transactional;
 
+pub use bounds::Bounds;
 use io::{Io, ingest_meta, lock};
 
 /// The hot thread's name (liveness tests find it by this name).
@@ -135,12 +137,34 @@ pub async fn run(
     health: Arc<Health>,
     metrics: Arc<Metrics>,
 ) -> Result<RunOutcome, PipelineError> {
+    run_with(settings, None, shutdown, health, metrics).await
+}
+
+/// [`run`] over a range: stops by itself, drained, once every partition
+/// of `bounds` reached its end (or earlier, at `shutdown`).
+pub async fn run_bounded(
+    settings: Settings,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+) -> Result<RunOutcome, PipelineError> {
+    run_with(settings, Some(bounds), shutdown, health, metrics).await
+}
+
+async fn run_with(
+    settings: Settings,
+    bounds: Option<Bounds>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+) -> Result<RunOutcome, PipelineError> {
     let runtime = tokio::runtime::Handle::current();
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(HOT_THREAD.to_owned())
         .spawn(move || {
-            let outcome = runtime.block_on(run_here(settings, shutdown, health, metrics));
+            let outcome = runtime.block_on(run_here(settings, bounds, shutdown, health, metrics));
             let _ = done.send(outcome);
         })
         .map_err(|e| PipelineError::Thread(e.to_string()))?;
@@ -152,6 +176,7 @@ pub async fn run(
 /// The pipeline on the calling thread.
 async fn run_here(
     settings: Settings,
+    bounds: Option<Bounds>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -193,6 +218,7 @@ async fn run_here(
         watch: IngestWatch::new(&settings),
     };
     hot.io.txn = txn;
+    hot.io.bounds = bounds;
     let drain_timeout = Duration::from_millis(settings.pipeline.drain_timeout_ms);
     let abandoned = hot.run_loop(&stop, drain_timeout, &shutdown).await?;
     drop(hot);
@@ -320,13 +346,17 @@ impl Hot<'_, '_> {
                 .metrics
                 .in_flight
                 .set(self.io.deliveries.len() as i64);
-            if drain_deadline.is_none() && stop.load(Ordering::Relaxed) {
-                self.io.health.draining.store(true, Ordering::Relaxed);
-                drain_deadline = Some(Instant::now() + drain_timeout);
-                info!(
-                    in_flight = self.io.deliveries.len(),
-                    "shutdown requested: draining"
-                );
+            if drain_deadline.is_none() {
+                let why = if stop.load(Ordering::Relaxed) {
+                    Some("shutdown requested")
+                } else {
+                    self.bounds_reached().then_some("the range's end reached")
+                };
+                if let Some(why) = why {
+                    self.io.health.draining.store(true, Ordering::Relaxed);
+                    drain_deadline = Some(Instant::now() + drain_timeout);
+                    info!(in_flight = self.io.deliveries.len(), "{why}: draining");
+                }
             }
             if let Some(deadline) = drain_deadline {
                 if self.io.deliveries.is_empty() {
@@ -361,6 +391,15 @@ impl Hot<'_, '_> {
                 self.idle(shutdown).await?;
             }
         }
+    }
+
+    /// A bounded run reached the end of every partition.
+    fn bounds_reached(&mut self) -> bool {
+        let consumer = self.io.consumer;
+        self.io
+            .bounds
+            .as_mut()
+            .is_some_and(|b| b.finished(consumer))
     }
 
     /// Consumes up to a batch while there is room; returns how many.
@@ -419,6 +458,9 @@ impl Hot<'_, '_> {
         shutdown: &F,
     ) -> Result<(), PipelineError> {
         let consumed_at = Instant::now();
+        if !self.io.admit(message) {
+            return Ok(());
+        }
         let revoked = self.sync_assignment();
         // Registered first: its position is where a rewind seeks a
         // partition assigned (again) since the last record.

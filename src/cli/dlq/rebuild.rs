@@ -1,0 +1,293 @@
+//! `codat-stream dlq replay --from-topic`: today's normaliser over a range
+//! of an ingest topic, to rebuild the outputs after an upgrade (into a new
+//! `output.topic_prefix`, say). It runs `run`'s own pipeline (outputs, dead
+//! letters, de-duplication, exactly-once, the registry) in a consumer group
+//! of its own, starting where the range starts (or where an interrupted
+//! rebuild stopped) and ending by itself at the range's end. The
+//! connector's group, transactional id and changelog are never touched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus::IntCounterVec;
+use prometheus::core::Collector;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{Range, Span, committed, read, spans};
+use crate::cli::error::CliError;
+use crate::config::Settings;
+use crate::core::normalize::{IngestMeta, normalize};
+use crate::kafka::pipeline::{self, Bounds, RunOutcome};
+use crate::kafka::record_headers::{HeaderSlice, RawHeader};
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+
+/// What a rebuild did (or, in a dry run, would do).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Rebuild {
+    pub dry_run: bool,
+    pub group: String,
+    pub topic: String,
+    /// Ingest records read from the range.
+    pub read: u64,
+    /// Envelopes written (or that today's normaliser would write), by event type.
+    pub envelopes: BTreeMap<String, u64>,
+    /// Dead letters written (or predicted), by reason.
+    pub dead_letters: BTreeMap<String, u64>,
+    /// Copies not written again: de-duplication suppressed them.
+    pub duplicates_suppressed: u64,
+    /// Every record of the range was handled and committed (false after
+    /// an interrupt or a drain timeout: run it again to continue).
+    pub complete: bool,
+}
+
+/// The group keeping a rebuild's progress.
+pub fn group(settings: &Settings, given: Option<&str>) -> Result<String, CliError> {
+    let group = given.map_or_else(
+        || format!("{}.rebuild", settings.ingest.group_id),
+        str::to_owned,
+    );
+    // Also the rebuild's transactional id and changelog prefix.
+    if group.is_empty() || group.len() > 200 || !group.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(CliError::Usage(
+            "--group must be 1 to 200 printable ASCII characters, no spaces".to_owned(),
+        ));
+    }
+    if group == settings.ingest.group_id {
+        return Err(CliError::Usage(
+            "--group must not be the connector's own ingest.group_id".to_owned(),
+        ));
+    }
+    Ok(group)
+}
+
+/// Rebuilds (or, `dry_run`, predicts) the range on `runtime`; `shutdown`
+/// interrupts it, drained, to be continued by running it again.
+pub fn rebuild(
+    settings: &Settings,
+    topic: &str,
+    range: &Range,
+    group: &str,
+    dry_run: bool,
+    (runtime, shutdown): (
+        &tokio::runtime::Runtime,
+        impl Future<Output = ()> + Send + 'static,
+    ),
+) -> Result<Rebuild, CliError> {
+    if !settings.ingest.topics.iter().any(|t| t == topic) {
+        return Err(CliError::Usage(
+            "--from-topic must name one of ingest.topics".to_owned(),
+        ));
+    }
+    let consumer: BaseConsumer = settings
+        .inspect_consumer_config(group)
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let resume = committed(&consumer, topic)?;
+    let spans = spans(&consumer, topic, range, &resume)?;
+    let mut done = Rebuild {
+        dry_run,
+        group: group.to_owned(),
+        topic: topic.to_owned(),
+        ..Rebuild::default()
+    };
+    if dry_run {
+        predict(settings, &consumer, topic, &spans, &mut done)?;
+        done.complete = true;
+        return Ok(done);
+    }
+    if spans.is_empty() {
+        done.complete = true;
+        return Ok(done);
+    }
+    start_at(&consumer, topic, &spans)?;
+    drop(consumer);
+    let ends: HashMap<i32, i64> = spans.iter().map(|s| (s.partition, s.end)).collect();
+    let total: i64 = spans.iter().map(|s| s.end - s.start).sum();
+    let settings = for_rebuild(settings, topic, group);
+    let health = Arc::new(Health::default());
+    let metrics = Arc::new(Metrics::new()?);
+    let progress = Progress::start(&health, total);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let shutdown = {
+        let interrupted = interrupted.clone();
+        async move {
+            shutdown.await;
+            interrupted.store(true, Ordering::Relaxed);
+        }
+    };
+    let outcome = runtime.block_on(pipeline::run_bounded(
+        settings,
+        Bounds::new(topic, ends),
+        shutdown,
+        health.clone(),
+        metrics.clone(),
+    ));
+    progress.stop();
+    let outcome = outcome?;
+    done.read = health.consumed.load(Ordering::Relaxed);
+    done.envelopes = by_label(&metrics.envelopes_produced, "event_type");
+    done.dead_letters = by_label(&metrics.dead_lettered, "reason");
+    done.duplicates_suppressed = by_label(&metrics.duplicates_suppressed, "shape")
+        .values()
+        .sum();
+    done.complete = outcome == RunOutcome::Drained && !interrupted.load(Ordering::Relaxed);
+    Ok(done)
+}
+
+/// The settings `run` would use, as a group of their own: the connector's
+/// group, transactional id and de-duplication changelog are left alone.
+fn for_rebuild(settings: &Settings, topic: &str, group: &str) -> Settings {
+    let mut s = settings.clone();
+    s.ingest.topics = vec![topic.to_owned()];
+    s.ingest.group_id = group.to_owned();
+    s.delivery.transactional_id = group.to_owned();
+    // `<group>.dedup`: ids remembered by the connector would suppress the
+    // whole rebuild, and the rebuild's would leak into the connector's.
+    s.dedup.changelog_topic = String::new();
+    s.http.listen = String::new();
+    s
+}
+
+/// Commits each span's start to the rebuild's group (an interrupted
+/// rebuild's progress is already where its span starts).
+fn start_at(consumer: &BaseConsumer, topic: &str, spans: &[Span]) -> Result<(), CliError> {
+    let mut tpl = TopicPartitionList::new();
+    for s in spans {
+        tpl.add_partition_offset(topic, s.partition, Offset::Offset(s.start))?;
+    }
+    super::settled(|| consumer.commit(&tpl, CommitMode::Sync))?;
+    Ok(())
+}
+
+/// A dry run: today's normaliser over the range, nothing written.
+fn predict(
+    settings: &Settings,
+    consumer: &BaseConsumer,
+    topic: &str,
+    spans: &[Span],
+    done: &mut Rebuild,
+) -> Result<(), CliError> {
+    let options = settings.normalize_options();
+    read(consumer, topic, spans, |record| {
+        done.read += 1;
+        let raw: Vec<RawHeader<'_>> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (&k[..], v.as_deref()))
+            .collect();
+        let ingest = IngestMeta {
+            topic,
+            partition: record.partition,
+            offset: record.offset,
+            timestamp_ms: record.timestamp_ms.unwrap_or(0),
+        };
+        let utf8_keys = record
+            .headers
+            .iter()
+            .all(|(k, _)| std::str::from_utf8(k).is_ok());
+        let outcome = match record.value.as_deref() {
+            None => Err("null_value".to_owned()),
+            Some(_) if !utf8_keys => Err("invalid_header".to_owned()),
+            Some(v) => normalize(v, &HeaderSlice(&raw), &ingest, &options)
+                .map(|e| e.event_type.into_owned())
+                .map_err(|r| r.reason.code().to_owned()),
+        };
+        let counts = match outcome {
+            Ok(event_type) => done.envelopes.entry(event_type),
+            Err(reason) => done.dead_letters.entry(reason),
+        };
+        *counts.or_default() += 1;
+        Ok(true)
+    })
+}
+
+/// A counter's totals by one of its labels.
+fn by_label(counter: &IntCounterVec, label: &str) -> BTreeMap<String, u64> {
+    let mut totals = BTreeMap::new();
+    for family in counter.collect() {
+        for m in family.get_metric() {
+            let Some(value) = m.get_label().iter().find(|l| l.name() == label) else {
+                continue;
+            };
+            // Counters are whole numbers of records.
+            // Counters are whole numbers of records; label values are
+            // registered at zero up front, and only those seen are reported.
+            let n = m.get_counter().get_value() as u64;
+            if n > 0 {
+                *totals.entry(value.value().to_owned()).or_default() += n;
+            }
+        }
+    }
+    totals
+}
+
+/// "n of total" on a terminal, while the pipeline runs.
+struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(health: &Arc<Health>, total: i64) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::io::stderr().is_terminal().then(|| {
+            let (health, stop) = (health.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = health.consumed.load(Ordering::Relaxed);
+                    eprint!("\rrebuild: {n} of {total} records read");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                eprintln!();
+            })
+        });
+        Progress { stop, thread }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The outcome a person reads.
+pub fn print_table(out: &mut impl std::io::Write, r: &Rebuild) -> std::io::Result<()> {
+    let (verb, note) = if r.dry_run {
+        ("would write", ", dry run: nothing written")
+    } else {
+        ("wrote", "")
+    };
+    writeln!(
+        out,
+        "dlq replay --from-topic {} (group {}){note}: {} records read",
+        r.topic, r.group, r.read
+    )?;
+    let envelopes: u64 = r.envelopes.values().sum();
+    writeln!(out, "{verb} {envelopes} envelopes")?;
+    for (event_type, n) in &r.envelopes {
+        writeln!(out, "  {n:>8}  {event_type}")?;
+    }
+    let dead: u64 = r.dead_letters.values().sum();
+    writeln!(out, "{verb} {dead} dead letters")?;
+    for (reason, n) in &r.dead_letters {
+        writeln!(out, "  {n:>8}  {reason}")?;
+    }
+    if r.duplicates_suppressed > 0 {
+        writeln!(out, "{} duplicates suppressed", r.duplicates_suppressed)?;
+    }
+    if !r.complete {
+        writeln!(
+            out,
+            "interrupted before the range's end: run the same command again to continue"
+        )?;
+    }
+    Ok(())
+}
