@@ -66,7 +66,9 @@ fn ran(mut c: Command) -> serde_json::Value {
     let out = c.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{}: stdout {}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     json(&out)
@@ -222,6 +224,15 @@ fn a_rebuild_interrupted_continues_where_it_stopped_and_writes_each_once() {
         .spawn()
         .unwrap();
     read_outputs_until(broker, &new, |m| m.len() >= N / 5);
+    // A second rebuild of the same group would split the partitions with
+    // the first and each wait for the other's: refused.
+    let out = rebuild(broker, &names, &[], &[]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("active members"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
@@ -241,6 +252,51 @@ fn a_rebuild_interrupted_continues_where_it_stopped_and_writes_each_once() {
     let (written, _) = ids(&all_outputs(broker, &new), &new);
     assert_eq!(written.len(), N, "every record");
     assert!(written.values().all(|n| *n == 1), "none twice");
+}
+
+/// `n` records in one transaction: the partitions' last offsets are
+/// commit markers, never delivered to a reader.
+fn produce_in_transaction(broker: &Broker, topic: &str, inputs: &[Input]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("transactional.id", unique("upstream"))
+        .create()
+        .unwrap();
+    let t = Duration::from_secs(30);
+    producer.init_transactions(t).unwrap();
+    producer.begin_transaction().unwrap();
+    for i in inputs {
+        let mut r = BaseRecord::<[u8], [u8]>::to(topic).payload(&i.value);
+        if let Some(k) = &i.key {
+            r = r.key(k);
+        }
+        producer.send(r).unwrap();
+    }
+    producer.commit_transaction(t).unwrap();
+}
+
+#[test]
+fn an_exactly_once_rebuild_ends_at_a_range_ending_in_transaction_markers() {
+    let broker = Broker::shared();
+    let names = Names::new();
+    broker.create_topic(&names.ingest, 2);
+    for batch in 0..2 {
+        let inputs: Vec<Input> = (0..20)
+            .map(|i| event(&format!("t{batch}-{i}"), "connection.failed"))
+            .collect();
+        produce_in_transaction(broker, &names.ingest, &inputs);
+    }
+    let eos = [("CODAT_STREAM__DELIVERY__GUARANTEE", "exactly-once")];
+    let done = ran(rebuild(broker, &names, &[], &eos));
+    assert_eq!(done["complete"], true, "{done}");
+    assert_eq!(done["read"], 40, "{done}");
+    let new = rebuilt(&names);
+    let (written, _) = ids(&all_outputs(broker, &new), &new);
+    assert_eq!(written.len(), 40);
+    assert!(written.values().all(|n| *n == 1), "none twice");
+    let again = ran(rebuild(broker, &names, &[], &eos));
+    assert_eq!(again["read"], 0, "{again}");
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crate::kafka::output::{
 use crate::kafka::record_headers::header_pairs;
 
 /// How long a metadata or offsets request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs a metadata or offsets request, asking again while the cluster is
 /// between states (a topic created moments ago whose leader this client

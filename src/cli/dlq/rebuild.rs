@@ -18,7 +18,7 @@ use prometheus::core::Collector;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Range, Span, committed, read, spans};
+use super::{REQUEST_TIMEOUT, Range, Span, committed, read, spans};
 use crate::cli::error::CliError;
 use crate::config::Settings;
 use crate::core::normalize::{IngestMeta, normalize};
@@ -88,6 +88,9 @@ pub fn rebuild(
         .inspect_consumer_config(group)
         .set("isolation.level", "read_committed")
         .create()?;
+    if !dry_run {
+        refuse_a_busy_group(&consumer, group)?;
+    }
     let resume = committed(&consumer, topic)?;
     let spans = spans(&consumer, topic, range, &resume)?;
     let mut done = Rebuild {
@@ -109,6 +112,7 @@ pub fn rebuild(
     drop(consumer);
     let ends: HashMap<i32, i64> = spans.iter().map(|s| (s.partition, s.end)).collect();
     let total: i64 = spans.iter().map(|s| s.end - s.start).sum();
+    let base = settings;
     let settings = for_rebuild(settings, topic, group);
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::new()?);
@@ -130,13 +134,18 @@ pub fn rebuild(
     ));
     progress.stop();
     let outcome = outcome?;
+    // Complete only if the group's progress reached every span's end: an
+    // exactly-once abort after the end was seen leaves records uncommitted,
+    // and a run that drained early is told to continue, never reported done.
+    let reached = nothing_left(base, topic, group, &spans)?;
     done.read = health.consumed.load(Ordering::Relaxed);
     done.envelopes = by_label(&metrics.envelopes_produced, "event_type");
     done.dead_letters = by_label(&metrics.dead_lettered, "reason");
     done.duplicates_suppressed = by_label(&metrics.duplicates_suppressed, "shape")
         .values()
         .sum();
-    done.complete = outcome == RunOutcome::Drained && !interrupted.load(Ordering::Relaxed);
+    done.complete =
+        outcome == RunOutcome::Drained && !interrupted.load(Ordering::Relaxed) && reached;
     Ok(done)
 }
 
@@ -151,7 +160,61 @@ fn for_rebuild(settings: &Settings, topic: &str, group: &str) -> Settings {
     // whole rebuild, and the rebuild's would leak into the connector's.
     s.dedup.changelog_topic = String::new();
     s.http.listen = String::new();
+    // Where the range starts was deleted by retention meanwhile: from the
+    // earliest record kept, never from the end (which would skip the rest).
+    s.ingest.auto_offset_reset = "earliest".to_owned();
     s
+}
+
+/// Refuses a group with members: another rebuild (two of them would split
+/// the partitions and each wait for the other's), or a live connector's.
+fn refuse_a_busy_group(consumer: &BaseConsumer, group: &str) -> Result<(), CliError> {
+    // Best effort: a cluster that cannot describe the group (a KIP-848
+    // group on a broker answering only the classic API) is not refused.
+    let Ok(groups) = super::settled(|| consumer.fetch_group_list(Some(group), REQUEST_TIMEOUT))
+    else {
+        return Ok(());
+    };
+    let busy = groups
+        .groups()
+        .iter()
+        .any(|g| g.name() == group && !g.members().is_empty());
+    if busy {
+        return Err(CliError::Usage(
+            "the --group has active members (another rebuild, or a running consumer): \
+             wait for it, or give another --group"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether no record of `spans` is left after the group's progress (read
+/// committed: what lies between is transaction markers or aborted records).
+fn nothing_left(
+    settings: &Settings,
+    topic: &str,
+    group: &str,
+    spans: &[Span],
+) -> Result<bool, CliError> {
+    let consumer: BaseConsumer = settings
+        .inspect_consumer_config(group)
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let now = committed(&consumer, topic)?;
+    let rest: Vec<Span> = spans
+        .iter()
+        .filter_map(|s| {
+            let from = now.get(&s.partition).map_or(s.start, |at| s.start.max(*at));
+            (from < s.end).then_some(Span { start: from, ..*s })
+        })
+        .collect();
+    let mut left = false;
+    read(&consumer, topic, &rest, |_| {
+        left = true;
+        Ok(false)
+    })?;
+    Ok(!left)
 }
 
 /// Commits each span's start to the rebuild's group (an interrupted

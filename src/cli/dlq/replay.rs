@@ -41,8 +41,8 @@ pub struct ReplayArgs {
     pub max_replays: u32,
     /// The consumer group keeping the replay's progress (default
     /// `<ingest.group_id>.dlq-replay`, or `<ingest.group_id>.rebuild` with
-    /// `--from-topic`; also its transactional id, so two replays of one
-    /// group cannot run at once).
+    /// `--from-topic`; also the transactional id, so two replays of one
+    /// group cannot overlap; `--from-topic` refuses a group with members).
     #[arg(long)]
     pub group: Option<String>,
     /// Instead of dead letters: run today's pipeline over this ingest

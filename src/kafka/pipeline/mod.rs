@@ -393,13 +393,16 @@ impl Hot<'_, '_> {
         }
     }
 
-    /// A bounded run reached the end of every partition.
+    /// A bounded run reached the end of every partition, and holds no
+    /// record kept while it waited (those are processed before the drain).
     fn bounds_reached(&mut self) -> bool {
         let consumer = self.io.consumer;
-        self.io
-            .bounds
-            .as_mut()
-            .is_some_and(|b| b.finished(consumer))
+        self.io.deferred.is_empty()
+            && self
+                .io
+                .bounds
+                .as_mut()
+                .is_some_and(|b| b.finished(consumer))
     }
 
     /// Consumes up to a batch while there is room; returns how many.
