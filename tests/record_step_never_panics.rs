@@ -116,7 +116,7 @@ proptest! {
                     .filter(|(k, _)| k.eq_ignore_ascii_case(b"codat_stream.dlq.reason"))
                     .collect();
                 prop_assert_eq!(reasons.len(), 1);
-                prop_assert_eq!(reasons[0].1.as_deref(), Some(rejection.reason.code().as_bytes()));
+                prop_assert_eq!(reasons[0].1, Some(rejection.reason.code().as_bytes()));
                 prop_assert!(!record.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(b"authorization")));
             }
         }

@@ -28,7 +28,7 @@ use rdkafka::statistics::Statistics;
 use crate::backoff::Backoff;
 use crate::kafka::client_errors;
 use crate::kafka::output::OutRecord;
-use crate::kafka::record_headers::owned_headers;
+use crate::kafka::record_headers::owned_headers_of;
 use crate::ops::events::{
     ChangelogWriteFailed, Client, InternalEvent, ProduceFailed, ProduceRecovered, ProduceRefused,
 };
@@ -306,7 +306,7 @@ impl<T> Deliveries<T> {
         self.next_slot = (self.next_slot + 1) % UNTRACKED;
         let bytes = record.wire_size() + token_bytes;
         self.bytes += bytes;
-        let headers = owned_headers(&record.headers);
+        let headers = owned_headers_of(record.headers.iter());
         let pending = Pending {
             record,
             headers: Some(headers),
@@ -327,7 +327,7 @@ impl<T> Deliveries<T> {
         let headers = p
             .headers
             .take()
-            .unwrap_or_else(|| owned_headers(&p.record.headers));
+            .unwrap_or_else(|| owned_headers_of(p.record.headers.iter()));
         let mut r =
             BaseRecord::<[u8], [u8], usize>::with_opaque_to(&p.record.topic, slot).headers(headers);
         if let Some(k) = &p.record.key {
@@ -598,7 +598,7 @@ mod tests {
             topic: "t".to_owned(),
             key: None,
             value: Some(b"v".to_vec()),
-            headers: Vec::new(),
+            headers: Default::default(),
         };
         d.send(record(), 7, 0);
         let mut out = Vec::new();

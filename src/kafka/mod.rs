@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod delivery;
 pub mod ingest_watch;
 pub mod offsets;
+pub mod out_headers;
 pub mod output;
 pub mod pipeline;
 pub mod processor;

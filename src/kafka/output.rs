@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::core::envelope::Envelope;
 use crate::core::normalize::IngestMeta;
 use crate::core::rejection::{RejectReason, Rejection};
+use crate::kafka::out_headers::OutHeaders;
 use crate::kafka::record_headers::RawHeader;
 
 /// Content type of envelope record values (Avro single-object encoding).
@@ -72,9 +73,6 @@ pub const TRUNCATED_VALUE_BYTES: usize = 16 * 1024;
 const RECORD_OVERHEAD: usize = 36;
 const HEADER_OVERHEAD: usize = 10;
 
-/// A header to produce: key and value bytes.
-pub type HeaderPair = (Vec<u8>, Option<Vec<u8>>);
-
 /// One record to produce, owning its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {
@@ -85,18 +83,14 @@ pub struct OutRecord {
     /// Record value.
     pub value: Option<Vec<u8>>,
     /// Headers, in order.
-    pub headers: Vec<HeaderPair>,
+    pub headers: OutHeaders,
 }
 
 impl OutRecord {
     /// The size librdkafka checks against `message.max.bytes`, or a little more.
     pub fn wire_size(&self) -> usize {
         let len = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| HEADER_OVERHEAD + k.len() + len(v))
-            .sum();
+        let headers = HEADER_OVERHEAD * self.headers.len() + self.headers.bytes_len();
         RECORD_OVERHEAD + len(&self.key) + len(&self.value) + headers
     }
 }
@@ -118,9 +112,11 @@ pub struct Input<'a> {
 /// broker acknowledges it, so a refused envelope can still be dead-lettered.
 #[derive(Debug, Clone)]
 pub struct InputCopy {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<HeaderPair>,
+    /// The key's bytes, then the value's: one buffer.
+    bytes: Vec<u8>,
+    key_len: Option<usize>,
+    value_len: Option<usize>,
+    headers: OutHeaders,
     topic: String,
     partition: i32,
     offset: i64,
@@ -130,14 +126,15 @@ pub struct InputCopy {
 impl InputCopy {
     /// Copies `input`.
     pub fn of(input: &Input<'_>) -> Self {
+        let (key, value) = (input.key.unwrap_or_default(), input.value.unwrap_or_default());
+        let mut bytes = Vec::with_capacity(key.len() + value.len());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(value);
         InputCopy {
-            key: input.key.map(<[u8]>::to_vec),
-            value: input.value.map(<[u8]>::to_vec),
-            headers: input
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
-                .collect(),
+            bytes,
+            key_len: input.key.map(<[u8]>::len),
+            value_len: input.value.map(<[u8]>::len),
+            headers: input.headers.iter().copied().collect(),
             topic: input.ingest.topic.to_owned(),
             partition: input.ingest.partition,
             offset: input.ingest.offset,
@@ -147,29 +144,20 @@ impl InputCopy {
 
     /// Bytes held, for the in-flight memory bound.
     pub fn size(&self) -> usize {
-        let len = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
-        len(&self.key)
-            + len(&self.value)
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + len(v))
-                .sum::<usize>()
+        self.bytes.len() + self.headers.bytes_len()
     }
 
     /// The headers as borrowed pairs, for [`InputCopy::input`].
     pub fn header_refs(&self) -> Vec<RawHeader<'_>> {
-        self.headers
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
-            .collect()
+        self.headers.iter().collect()
     }
 
     /// A borrowed view of the copy, with `headers` from [`InputCopy::header_refs`].
     pub fn input<'a>(&'a self, headers: &'a [RawHeader<'a>]) -> Input<'a> {
+        let key_len = self.key_len.unwrap_or(0);
         Input {
-            key: self.key.as_deref(),
-            value: self.value.as_deref(),
+            key: self.key_len.map(|k| &self.bytes[..k]),
+            value: self.value_len.map(|v| &self.bytes[key_len..key_len + v]),
             headers,
             ingest: IngestMeta {
                 topic: &self.topic,
@@ -203,7 +191,14 @@ pub fn envelope_record(
     ingest_headers: &[RawHeader<'_>],
     drop_headers: &[String],
 ) -> Result<OutRecord, Rejection> {
-    let mut headers: Vec<HeaderPair> = Vec::with_capacity(ingest_headers.len() + 7);
+    let ingest_bytes: usize = ingest_headers
+        .iter()
+        .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len))
+        .sum();
+    let mut headers = OutHeaders::with_capacity(
+        ingest_headers.len() + 7,
+        ingest_bytes + 160 + envelope.id.len() + envelope.source.len() + envelope.event_type.len(),
+    );
     for (k, v) in ingest_headers {
         // Every `ce_*` header is the connector's to set: a producer's
         // `ce_dataschema` would otherwise be trusted by CloudEvents readers.
@@ -222,15 +217,15 @@ pub fn envelope_record(
                 "a record header's key is not UTF-8; Kafka header keys are strings",
             ));
         }
-        headers.push((k.to_vec(), v.map(<[u8]>::to_vec)));
+        headers.push(k, *v);
     }
-    let mut set =
-        |k: &str, v: &str| headers.push((k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())));
+    let mut set = |k: &str, v: &str| headers.push(k.as_bytes(), Some(v.as_bytes()));
     set("ce_specversion", &envelope.specversion);
     set("ce_id", &envelope.id);
     set("ce_type", &envelope.event_type);
     set("ce_source", &envelope.source);
-    set("ce_time", &rfc3339_millis(envelope.time));
+    headers.push_with(b"ce_time", |b| rfc3339_millis_into(envelope.time, b));
+    let mut set = |k: &str, v: &str| headers.push(k.as_bytes(), Some(v.as_bytes()));
     if let Some(subject) = &envelope.subject {
         set("ce_subject", subject);
     }
@@ -277,18 +272,15 @@ pub fn dead_letter_record(
     drop_headers: &[String],
     form: DeadLetterForm,
 ) -> OutRecord {
-    let mut headers: Vec<HeaderPair> = match form {
-        DeadLetterForm::Full => input
-            .headers
-            .iter()
-            .filter(|(k, _)| {
-                !is_dropped(k, drop_headers) || k.eq_ignore_ascii_case(REPLAYS_HEADER.as_bytes())
-            })
-            .map(|(k, v)| (utf8_header_key(k), v.map(<[u8]>::to_vec)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut set = |k: &str, v: String| headers.push((k.as_bytes().to_vec(), Some(v.into_bytes())));
+    let mut headers = OutHeaders::with_capacity(input.headers.len() + 12, 256);
+    if form == DeadLetterForm::Full {
+        for (k, v) in input.headers {
+            if !is_dropped(k, drop_headers) || k.eq_ignore_ascii_case(REPLAYS_HEADER.as_bytes()) {
+                headers.push(&utf8_header_key(k), *v);
+            }
+        }
+    }
+    let mut set = |k: &str, v: String| headers.push(k.as_bytes(), Some(v.as_bytes()));
     set(DLQ_REASON, rejection.reason.code().to_owned());
     set(DLQ_MESSAGE, rejection.message.clone());
     set(DLQ_TOPIC, input.ingest.topic.to_owned());
@@ -380,10 +372,18 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// RFC 3339 with milliseconds, UTC (`2024-08-08T17:10:34.015Z`).
 pub fn rfc3339_millis(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    let mut text = Vec::with_capacity(24);
+    rfc3339_millis_into(ms, &mut text);
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// [`rfc3339_millis`], appended to `out` (nothing for a time out of range).
+pub fn rfc3339_millis_into(ms: i64, out: &mut Vec<u8>) {
+    let len = out.len();
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+    if t.is_err() || t.is_ok_and(|t| t.format_into(out, &Rfc3339).is_err()) {
+        out.truncate(len);
+    }
 }
 
 #[cfg(test)]
@@ -401,8 +401,8 @@ mod tests {
     fn header<'r>(r: &'r OutRecord, k: &str) -> Option<&'r str> {
         r.headers
             .iter()
-            .find(|(h, _)| h == k.as_bytes())
-            .map(|(_, v)| std::str::from_utf8(v.as_deref().unwrap()).unwrap())
+            .find(|(h, _)| *h == k.as_bytes())
+            .map(|(_, v)| std::str::from_utf8(v.unwrap()).unwrap())
     }
 
     fn envelope() -> crate::Envelope<'static> {
@@ -499,25 +499,23 @@ mod tests {
         );
         assert_eq!(r.value.as_deref(), Some(&b"\xffraw"[..]));
         assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
+        let headers: Vec<_> = r.headers.iter().collect();
         assert_eq!(
-            &r.headers[0],
-            &(b"h".to_vec(), None),
+            headers[0],
+            (&b"h"[..], None),
             "null header values stay null"
         );
         // Issue 21: a key that is not UTF-8 is carried base64url-encoded
         // under the reserved prefix (every client reads the dead letter),
         // its bytes recoverable; the value is kept as it came.
         assert_eq!(
-            &r.headers[1],
-            &(
-                b"codat_stream.dlq.header_key_b64._2s".to_vec(),
-                Some(b"\xfe".to_vec())
+            headers[1],
+            (
+                &b"codat_stream.dlq.header_key_b64._2s"[..],
+                Some(&b"\xfe"[..])
             ),
         );
-        assert_eq!(
-            original_header_key(&r.headers[1].0),
-            Some(b"\xffk".to_vec())
-        );
+        assert_eq!(original_header_key(headers[1].0), Some(b"\xffk".to_vec()));
         assert_eq!(original_header_key(b"h"), Some(b"h".to_vec()));
         assert_eq!(original_header_key(DLQ_REASON.as_bytes()), None);
         assert!(
@@ -573,7 +571,7 @@ mod tests {
             topic: "t".into(),
             key: Some(vec![0; 10]),
             value: Some(vec![0; 100]),
-            headers: vec![(b"k".to_vec(), Some(vec![0; 5]))],
+            headers: [(&b"k"[..], Some(&[0u8; 5][..]))].into_iter().collect(),
         };
         assert!(r.wire_size() >= 10 + 100 + 1 + 5 + 36);
     }

@@ -92,6 +92,17 @@ impl HeaderLookup for HeaderSlice<'_> {
 
 /// librdkafka headers holding `pairs` byte for byte (keys need not be UTF-8).
 pub fn owned_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, Option<V>)]) -> OwnedHeaders {
+    owned_headers_of(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref().map(AsRef::as_ref))),
+    )
+}
+
+/// [`owned_headers`] from an iterator of borrowed pairs.
+pub fn owned_headers_of<'a>(
+    pairs: impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> OwnedHeaders {
     let headers = OwnedHeaders::new_with_capacity(pairs.len());
     // `as_borrowed` is a view of the same native headers object.
     let native = std::ptr::from_ref(headers.as_borrowed())
@@ -108,12 +119,8 @@ pub fn owned_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, Option<V>)]) -
         }
     };
     for (key, value) in pairs {
-        let key = key.as_ref();
         let (value_ptr, value_len) = match value {
-            Some(v) => (
-                nonempty(v.as_ref()).cast::<c_void>(),
-                v.as_ref().len() as isize,
-            ),
+            Some(v) => (nonempty(v).cast::<c_void>(), v.len() as isize),
             None => (ptr::null(), 0),
         };
         // SAFETY: `native` is a writable headers object we own; librdkafka
