@@ -126,7 +126,10 @@ pub struct InputCopy {
 impl InputCopy {
     /// Copies `input`.
     pub fn of(input: &Input<'_>) -> Self {
-        let (key, value) = (input.key.unwrap_or_default(), input.value.unwrap_or_default());
+        let (key, value) = (
+            input.key.unwrap_or_default(),
+            input.value.unwrap_or_default(),
+        );
         let mut bytes = Vec::with_capacity(key.len() + value.len());
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
