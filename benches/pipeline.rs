@@ -329,7 +329,7 @@ fn route_table(backlog: &Backlog<'_>, names: &Names, dir: &Path) -> Routes {
         let line = match normalize(&body, &WebhookId(id.as_bytes()), &ingest, &options) {
             Ok(e) => {
                 envelopes += 1;
-                let topic = router.route(&e.event_type).topic;
+                let topic = router.route(&e.event_type).topic.to_string();
                 let subject = if e.subject.is_some() { "S" } else { "-" };
                 let line = format!(
                     "E\t{topic}\t{}\t{}\t{subject}",

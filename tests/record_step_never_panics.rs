@@ -106,10 +106,10 @@ proptest! {
         match prepared.kind {
             OutputKind::Envelope { .. } => {
                 prop_assert!(record.topic.starts_with("codat."));
-                prop_assert_ne!(&record.topic, &settings.output.dead_letter_topic);
+                prop_assert_ne!(&*record.topic, settings.output.dead_letter_topic.as_str());
             }
             OutputKind::DeadLetter { rejection, .. } => {
-                prop_assert_eq!(&record.topic, &settings.output.dead_letter_topic);
+                prop_assert_eq!(&*record.topic, settings.output.dead_letter_topic.as_str());
                 let reasons: Vec<_> = record
                     .headers
                     .iter()

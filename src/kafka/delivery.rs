@@ -595,7 +595,7 @@ mod tests {
         let mut d: Deliveries<u32> =
             Deliveries::new(&config, health.clone(), metrics, 100).unwrap();
         let record = || OutRecord {
-            topic: "t".to_owned(),
+            topic: "t".into(),
             key: None,
             value: Some(b"v".to_vec()),
             headers: Default::default(),

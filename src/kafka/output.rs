@@ -76,8 +76,8 @@ const HEADER_OVERHEAD: usize = 10;
 /// One record to produce, owning its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {
-    /// Destination topic.
-    pub topic: String,
+    /// Destination topic (shared: one per routed type).
+    pub topic: std::sync::Arc<str>,
     /// Record key.
     pub key: Option<Vec<u8>>,
     /// Record value.
@@ -112,12 +112,12 @@ pub struct Input<'a> {
 /// broker acknowledges it, so a refused envelope can still be dead-lettered.
 #[derive(Debug, Clone)]
 pub struct InputCopy {
-    /// The key's bytes, then the value's: one buffer.
+    /// The ingest topic's name, the key's bytes, then the value's: one buffer.
     bytes: Vec<u8>,
+    topic_len: usize,
     key_len: Option<usize>,
     value_len: Option<usize>,
     headers: OutHeaders,
-    topic: String,
     partition: i32,
     offset: i64,
     timestamp_ms: i64,
@@ -130,7 +130,9 @@ impl InputCopy {
             input.key.unwrap_or_default(),
             input.value.unwrap_or_default(),
         );
-        let mut bytes = Vec::with_capacity(key.len() + value.len());
+        let topic = input.ingest.topic.as_bytes();
+        let mut bytes = Vec::with_capacity(topic.len() + key.len() + value.len());
+        bytes.extend_from_slice(topic);
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
         InputCopy {
@@ -138,7 +140,7 @@ impl InputCopy {
             key_len: input.key.map(<[u8]>::len),
             value_len: input.value.map(<[u8]>::len),
             headers: input.headers.iter().copied().collect(),
-            topic: input.ingest.topic.to_owned(),
+            topic_len: topic.len(),
             partition: input.ingest.partition,
             offset: input.ingest.offset,
             timestamp_ms: input.ingest.timestamp_ms,
@@ -147,7 +149,7 @@ impl InputCopy {
 
     /// Bytes held, for the in-flight memory bound.
     pub fn size(&self) -> usize {
-        self.bytes.len() + self.headers.bytes_len()
+        self.bytes.len() - self.topic_len + self.headers.bytes_len()
     }
 
     /// The headers as borrowed pairs, for [`InputCopy::input`].
@@ -157,13 +159,15 @@ impl InputCopy {
 
     /// A borrowed view of the copy, with `headers` from [`InputCopy::header_refs`].
     pub fn input<'a>(&'a self, headers: &'a [RawHeader<'a>]) -> Input<'a> {
+        let (topic, record) = self.bytes.split_at(self.topic_len);
         let key_len = self.key_len.unwrap_or(0);
         Input {
-            key: self.key_len.map(|k| &self.bytes[..k]),
-            value: self.value_len.map(|v| &self.bytes[key_len..key_len + v]),
+            key: self.key_len.map(|k| &record[..k]),
+            value: self.value_len.map(|v| &record[key_len..key_len + v]),
             headers,
             ingest: IngestMeta {
-                topic: &self.topic,
+                // Copied from a &str: a char boundary, valid UTF-8.
+                topic: std::str::from_utf8(topic).unwrap_or_default(),
                 partition: self.partition,
                 offset: self.offset,
                 timestamp_ms: self.timestamp_ms,
@@ -188,7 +192,7 @@ fn is_dropped(key: &[u8], drop_headers: &[String]) -> bool {
 /// ingest header whose key is not UTF-8 cannot be carried (header keys are
 /// strings in Kafka's protocol): the record is rejected as `invalid_header`.
 pub fn envelope_record(
-    topic: String,
+    topic: std::sync::Arc<str>,
     envelope: &Envelope<'_>,
     value: Vec<u8>,
     ingest_headers: &[RawHeader<'_>],
@@ -269,7 +273,7 @@ impl DeadLetterForm {
 /// The dead-letter record: the original (in `form`) plus the reason and the
 /// ingest coordinates.
 pub fn dead_letter_record(
-    topic: String,
+    topic: std::sync::Arc<str>,
     input: &Input<'_>,
     rejection: &Rejection,
     drop_headers: &[String],
@@ -359,7 +363,7 @@ pub fn fitting_dead_letter(
 ) -> (OutRecord, DeadLetterForm) {
     let mut form = DeadLetterForm::Full;
     loop {
-        let record = dead_letter_record(topic.to_owned(), input, rejection, drop_headers, form);
+        let record = dead_letter_record(topic.into(), input, rejection, drop_headers, form);
         match form.smaller() {
             Some(next) if record.wire_size() > max_bytes => form = next,
             _ => return (record, form),

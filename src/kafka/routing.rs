@@ -9,6 +9,7 @@
 //!   so at most `max_topics` creation attempts are ever made for input.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::config::OutputSettings;
 pub use crate::ops::labels::CatchAllReason;
@@ -17,7 +18,7 @@ pub use crate::ops::labels::CatchAllReason;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The topic to produce to.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Set when the envelope went to the catch-all topic.
     pub catch_all: Option<CatchAllReason>,
     /// True the first time this type is routed to the catch-all (log once).
@@ -30,13 +31,13 @@ pub struct Router {
     prefix: String,
     overrides: BTreeMap<String, String>,
     max_topics: usize,
-    catch_all: String,
+    catch_all: Arc<str>,
     /// Topics no envelope may be routed to by its type.
     reserved: HashSet<String>,
     /// Types that always get their own topic (catalog, overrides).
     exempt: HashSet<String>,
     /// type -> topic for every type routed to its own topic so far.
-    routed: HashMap<String, String>,
+    routed: HashMap<String, Arc<str>>,
     /// Of `routed`, the types that count toward the cap.
     counted: usize,
     /// Types sent to the catch-all; bounded, only to log each once.
@@ -62,7 +63,7 @@ impl Router {
             prefix: output.topic_prefix.clone(),
             overrides: output.topic_overrides.clone(),
             max_topics: output.max_topics,
-            catch_all: output.catch_all_topic.clone(),
+            catch_all: Arc::from(output.catch_all_topic.as_str()),
             reserved,
             exempt,
             routed: HashMap::new(),
@@ -99,9 +100,9 @@ impl Router {
                 first_catch_all_for_type: false,
             };
         }
-        let topic = self.topic_for(event_type);
+        let topic: Arc<str> = Arc::from(self.topic_for(event_type));
         let exempt = self.exempt.contains(event_type);
-        let reason = if self.reserved.contains(&topic) {
+        let reason = if self.reserved.contains(&*topic) {
             Some(CatchAllReason::ReservedTopic)
         } else if self.unavailable.contains(event_type) {
             Some(CatchAllReason::TopicUnavailable)
@@ -168,10 +169,10 @@ mod tests {
     fn prefix_and_overrides() {
         let mut r = router(10);
         assert_eq!(
-            r.route("invoices.write.successful").topic,
+            &*r.route("invoices.write.successful").topic,
             "codat.invoices.write.successful"
         );
-        assert_eq!(r.route("connection.failed").topic, "alerts.connections");
+        assert_eq!(&*r.route("connection.failed").topic, "alerts.connections");
     }
 
     #[test]
@@ -180,12 +181,12 @@ mod tests {
         assert_eq!(r.route("a.one").catch_all, None);
         assert_eq!(r.route("a.two").catch_all, None);
         let third = r.route("a.three");
-        assert_eq!(third.topic, "codat.unrouted");
+        assert_eq!(&*third.topic, "codat.unrouted");
         assert_eq!(third.catch_all, Some(CatchAllReason::TopicCap));
         assert!(third.first_catch_all_for_type);
         assert!(!r.route("a.three").first_catch_all_for_type);
         // Types already routed keep their topics.
-        assert_eq!(r.route("a.one").topic, "codat.a.one");
+        assert_eq!(&*r.route("a.one").topic, "codat.a.one");
     }
 
     /// Issue 9, finding 5: `eventType: "dlq"` put an envelope into `codat.dlq`.
@@ -195,7 +196,7 @@ mod tests {
         for t in ["webhooks.raw", "dlq", "unrouted"] {
             let route = r.route(t);
             assert_eq!(route.catch_all, Some(CatchAllReason::ReservedTopic), "{t}");
-            assert_eq!(route.topic, "codat.unrouted");
+            assert_eq!(&*route.topic, "codat.unrouted");
         }
     }
 
@@ -210,10 +211,10 @@ mod tests {
         assert_eq!(r.route("junk.c").catch_all, Some(CatchAllReason::TopicCap));
         let route = r.route("read.completed");
         assert_eq!(
-            (route.topic.as_str(), route.catch_all),
+            (&*route.topic, route.catch_all),
             ("codat.read.completed", None)
         );
-        assert_eq!(r.route("connection.failed").topic, "alerts.connections");
+        assert_eq!(&*r.route("connection.failed").topic, "alerts.connections");
     }
 
     /// Issue 9, finding 5: refused topics did not count toward the cap, so

@@ -393,8 +393,9 @@ impl<'s> Processor<'s> {
                 self.topics_recovered();
                 return Some(route);
             }
-            let topic = std::slice::from_ref(&route.topic);
-            match beating(self.health, self.topics.ensure(topic)).await {
+            // Once per type (afterwards the topic is ready): a copy is fine.
+            let topic = [route.topic.to_string()];
+            match beating(self.health, self.topics.ensure(&topic)).await {
                 Ok(()) => {
                     self.topics_recovered();
                     return Some(route);

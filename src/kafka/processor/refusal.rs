@@ -82,7 +82,7 @@ impl Processor<'_> {
         form: DeadLetterForm,
     ) -> Prepared {
         let drop = &self.settings.output.drop_headers;
-        let record = dead_letter_record(topic.to_owned(), view, rejection, drop, form);
+        let record = dead_letter_record(topic.into(), view, rejection, drop, form);
         Prepared {
             record,
             kind: OutputKind::DeadLetter {
@@ -224,12 +224,12 @@ mod tests {
     fn an_envelope_its_topic_refuses_goes_to_the_catch_all_then_the_dlq() {
         let mut f = fixture();
         let own = f.process(EVENT);
-        assert_eq!(own.record.topic, "codat.connection.failed");
+        assert_eq!(&*own.record.topic, "codat.connection.failed");
         let auth = RDKafkaErrorCode::TopicAuthorizationFailed;
         let caught = f.refuse(own, auth).ok().unwrap();
-        assert_eq!(caught.record.topic, f.settings.output.catch_all_topic);
+        assert_eq!(&*caught.record.topic, f.settings.output.catch_all_topic);
         assert_eq!(
-            f.process(EVENT).record.topic,
+            &*f.process(EVENT).record.topic,
             f.settings.output.catch_all_topic,
             "the type stays re-routed"
         );
@@ -237,7 +237,7 @@ mod tests {
             .refuse(caught, RDKafkaErrorCode::UnknownTopic)
             .ok()
             .unwrap();
-        assert_eq!(dead.record.topic, f.settings.output.dead_letter_topic);
+        assert_eq!(&*dead.record.topic, f.settings.output.dead_letter_topic);
         match dead.kind {
             OutputKind::DeadLetter { rejection, .. } => {
                 assert_eq!(rejection.reason, RejectReason::ProduceRefused)
@@ -254,7 +254,7 @@ mod tests {
             .refuse(own, RDKafkaErrorCode::MessageSizeTooLarge)
             .ok()
             .unwrap();
-        assert_eq!(dead.record.topic, f.settings.output.dead_letter_topic);
+        assert_eq!(&*dead.record.topic, f.settings.output.dead_letter_topic);
         assert_eq!(form(&dead), Some(DeadLetterForm::Full));
         assert_eq!(dead.record.value.as_deref(), Some(EVENT));
     }
