@@ -108,7 +108,7 @@ pub fn rebuild(
         done.complete = true;
         return Ok(done);
     }
-    start_at(&consumer, topic, &spans)?;
+    start_at(&consumer, topic, &spans, &resume)?;
     drop(consumer);
     let ends: HashMap<i32, i64> = spans.iter().map(|s| (s.partition, s.end)).collect();
     let total: i64 = spans.iter().map(|s| s.end - s.start).sum();
@@ -219,10 +219,29 @@ fn nothing_left(
 
 /// Commits each span's start to the rebuild's group (an interrupted
 /// rebuild's progress is already where its span starts).
-fn start_at(consumer: &BaseConsumer, topic: &str, spans: &[Span]) -> Result<(), CliError> {
+/// A partition outside the range with no progress yet starts at its end:
+/// the group's consumer would otherwise fetch it from the earliest record,
+/// only to skip every one.
+fn start_at(
+    consumer: &BaseConsumer,
+    topic: &str,
+    spans: &[Span],
+    resume: &HashMap<i32, i64>,
+) -> Result<(), CliError> {
     let mut tpl = TopicPartitionList::new();
     for s in spans {
         tpl.add_partition_offset(topic, s.partition, Offset::Offset(s.start))?;
+    }
+    let metadata = super::settled(|| consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT))?;
+    let outside = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .filter(|p| !resume.contains_key(p) && !spans.iter().any(|s| s.partition == *p));
+    for p in outside {
+        let (_, high) = super::settled(|| consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT))?;
+        tpl.add_partition_offset(topic, p, Offset::Offset(high))?;
     }
     super::settled(|| consumer.commit(&tpl, CommitMode::Sync))?;
     Ok(())
