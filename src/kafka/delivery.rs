@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
+use rdkafka::bindings as rdsys;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
@@ -223,6 +224,10 @@ struct Pending<T> {
 
 /// Records in flight to the broker; `T` is what each acknowledgement returns.
 pub struct Deliveries<T> {
+    /// The producer's event queue (the one `poll` serves), to see whether
+    /// anything is left to serve. Declared first: dropped before the
+    /// producer, as librdkafka wants its queue handles gone first.
+    events: MainQueue,
     producer: BaseProducer<OutputContext>,
     /// The last changelog write failed.
     changelog_failing: bool,
@@ -236,6 +241,36 @@ pub struct Deliveries<T> {
     backoff_max_ms: u64,
     bytes: usize,
     buf: Vec<Report>,
+}
+
+/// A handle on a client's main queue, for its length only.
+struct MainQueue(*mut rdsys::rd_kafka_queue_t);
+
+// SAFETY: librdkafka's queue handles may be used from any thread; this one
+// is only asked its length, and destroyed once.
+unsafe impl Send for MainQueue {}
+unsafe impl Sync for MainQueue {}
+
+impl MainQueue {
+    fn of(producer: &BaseProducer<OutputContext>) -> MainQueue {
+        // SAFETY: the client is alive; the handle is a new reference,
+        // released in `drop`, and the producer outlives it (field order).
+        MainQueue(unsafe { rdsys::rd_kafka_queue_get_main(producer.client().native_ptr()) })
+    }
+
+    fn is_empty(&self) -> bool {
+        // SAFETY: a valid handle until `drop`.
+        self.0.is_null() || unsafe { rdsys::rd_kafka_queue_length(self.0) } == 0
+    }
+}
+
+impl Drop for MainQueue {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: our own reference, released once.
+            unsafe { rdsys::rd_kafka_queue_destroy(self.0) }
+        }
+    }
 }
 
 impl<T> Deliveries<T> {
@@ -253,6 +288,7 @@ impl<T> Deliveries<T> {
             received: AtomicUsize::new(0),
         })?;
         Ok(Deliveries {
+            events: MainQueue::of(&producer),
             producer,
             changelog_failing: false,
             pending: HashMap::new(),
@@ -417,7 +453,15 @@ impl<T> Deliveries<T> {
             Some(Reverse((at, _))) => timeout.min(at.saturating_duration_since(Instant::now())),
             None => timeout,
         };
-        self.serve(if out.is_empty() {
+        // Reports another caller's poll served are settled at once.
+        let served = !self
+            .producer
+            .context()
+            .reports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        self.serve(if out.is_empty() && !served {
             timeout
         } else {
             Duration::ZERO
@@ -463,17 +507,19 @@ impl<T> Deliveries<T> {
         }
     }
 
-    /// Non-blocking polls while they bring reports (at most
+    /// Non-blocking polls while events are queued (reports, and the logs,
+    /// errors and statistics queued among them; at most
     /// [`MAX_POLLS_PER_DRAIN`]); the reports received.
     fn drain(&self) -> usize {
         let received = || self.producer.context().received.load(Ordering::Relaxed);
         let start = received();
-        for _ in 0..MAX_POLLS_PER_DRAIN {
-            let before = received();
-            self.producer.poll(Duration::ZERO);
-            if received() == before {
+        // Once even when the queue looks empty: it is read without a lock.
+        self.producer.poll(Duration::ZERO);
+        for _ in 1..MAX_POLLS_PER_DRAIN {
+            if self.events.is_empty() {
                 break;
             }
+            self.producer.poll(Duration::ZERO);
         }
         received() - start
     }
