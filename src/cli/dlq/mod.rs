@@ -15,10 +15,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::core::normalize::{IngestMeta, NormalizeOptions, normalize};
 use crate::kafka::output::{
     DLQ_MESSAGE, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, DLQ_TRUNCATED, REPLAYS_HEADER,
 };
-use crate::kafka::record_headers::header_pairs;
+use crate::kafka::record_headers::{HeaderSlice, RawHeader, header_pairs};
 
 /// How long a metadata or offsets request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -350,4 +351,24 @@ fn is_coordinator_moving(code: rdkafka::types::RDKafkaErrorCode) -> bool {
         code,
         NotCoordinator | CoordinatorLoadInProgress | CoordinatorNotAvailable
     )
+}
+
+/// What today's normaliser makes of a record, as `run` would: the
+/// envelope's event type, or the reason it would be dead-lettered. A null
+/// value is a tombstone, and a header key that is not UTF-8 cannot be
+/// carried on an envelope, whatever the body.
+pub fn today(
+    value: Option<&[u8]>,
+    headers: &[RawHeader<'_>],
+    ingest: &IngestMeta<'_>,
+    options: &NormalizeOptions,
+) -> Result<String, String> {
+    let utf8_keys = headers.iter().all(|(k, _)| std::str::from_utf8(k).is_ok());
+    match value {
+        None => Err("null_value".to_owned()),
+        Some(_) if !utf8_keys => Err("invalid_header".to_owned()),
+        Some(v) => normalize(v, &HeaderSlice(headers), ingest, options)
+            .map(|e| e.event_type.into_owned())
+            .map_err(|r| r.reason.code().to_owned()),
+    }
 }

@@ -18,12 +18,12 @@ use prometheus::core::Collector;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{REQUEST_TIMEOUT, Range, Span, committed, read, spans};
+use super::{REQUEST_TIMEOUT, Range, Span, committed, read, spans, today};
 use crate::cli::error::CliError;
 use crate::config::Settings;
-use crate::core::normalize::{IngestMeta, normalize};
+use crate::core::normalize::IngestMeta;
 use crate::kafka::pipeline::{self, Bounds, RunOutcome};
-use crate::kafka::record_headers::{HeaderSlice, RawHeader};
+use crate::kafka::record_headers::RawHeader;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 
@@ -269,17 +269,7 @@ fn predict(
             offset: record.offset,
             timestamp_ms: record.timestamp_ms.unwrap_or(0),
         };
-        let utf8_keys = record
-            .headers
-            .iter()
-            .all(|(k, _)| std::str::from_utf8(k).is_ok());
-        let outcome = match record.value.as_deref() {
-            None => Err("null_value".to_owned()),
-            Some(_) if !utf8_keys => Err("invalid_header".to_owned()),
-            Some(v) => normalize(v, &HeaderSlice(&raw), &ingest, &options)
-                .map(|e| e.event_type.into_owned())
-                .map_err(|r| r.reason.code().to_owned()),
-        };
+        let outcome = today(record.value.as_deref(), &raw, &ingest, &options);
         let counts = match outcome {
             Ok(event_type) => done.envelopes.entry(event_type),
             Err(reason) => done.dead_letters.entry(reason),

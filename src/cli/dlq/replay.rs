@@ -16,12 +16,12 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::{DeadLetter, Range, committed, read, spans};
+use super::{DeadLetter, Range, committed, read, spans, today};
 use crate::cli::error::CliError;
 use crate::config::Settings;
-use crate::core::normalize::{IngestMeta, NormalizeOptions, normalize};
+use crate::core::normalize::{IngestMeta, NormalizeOptions};
 use crate::kafka::output::{DLQ_TIMESTAMP, DLQ_TOPIC, REPLAYS_HEADER, original_header_key};
-use crate::kafka::record_headers::{HeaderSlice, RawHeader, owned_headers};
+use crate::kafka::record_headers::{RawHeader, owned_headers};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -246,16 +246,7 @@ impl Run<'_> {
             offset: 0,
             timestamp_ms,
         };
-        // As `run` will: a header key that is not UTF-8 cannot be carried
-        // on an envelope, whatever the body.
-        let utf8_keys = headers.iter().all(|(k, _)| std::str::from_utf8(k).is_ok());
-        let predicted = match dl.value.as_deref() {
-            None => Err("null_value".to_owned()),
-            Some(_) if !utf8_keys => Err("invalid_header".to_owned()),
-            Some(v) => normalize(v, &HeaderSlice(&raw), &ingest, self.options)
-                .map(|_| ())
-                .map_err(|r| r.reason.code().to_owned()),
-        };
+        let predicted = today(dl.value.as_deref(), &raw, &ingest, self.options).map(|_| ());
         let e = self.entry(reason);
         match predicted {
             Ok(()) => e.would_succeed += 1,
