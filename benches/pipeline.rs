@@ -3,8 +3,10 @@
 //! broker, measured the same way.
 //!
 //! `./scripts/bench.sh [--events N] [--partitions P] [--rates 5000,...]
-//! [--rate-secs S] [--pad-to BYTES] [--skip-mock]` (the script builds the
-//! example binaries this needs, then runs `cargo bench --bench pipeline`).
+//! [--rate-secs S] [--pad-to BYTES] [--skip-mock] [--skip-modes]
+//! [--producer-sweep "linger.ms=50;compression.type=zstd"]` (the script
+//! builds the example binaries this needs, then runs `cargo bench --bench
+//! pipeline`).
 //!
 //! The backlog: N webhooks (default 200,000) made from every published
 //! example that normalises (every shape and type, unique ids, 10,000
@@ -68,6 +70,13 @@
 //! has no CreateTopics API, so it is started with the output topics and the
 //! connector runs with `topics.create=false`.
 //!
+//! `--producer-sweep`: for each variant (`;` between variants, `,` between
+//! a variant's `property=value` pairs), the fan-out floor and the connector
+//! each drain the backlog again on a fresh Kafka broker, both with that
+//! librdkafka producer setting (the connector through `[kafka.producer]`),
+//! so each setting is compared with the floor that has it too: what a user
+//! trades by changing `linger.ms`, `batch.size` or the compression.
+//!
 //! Last, steady rates (default 5,000/s for 20 s), each on a fresh broker
 //! with a fresh connector: end-to-end latency from the producer's send to
 //! the output record being read, beside the broker alone measured the same
@@ -113,6 +122,10 @@ struct Args {
     rate_secs: u64,
     pad_to: usize,
     mock: bool,
+    modes: bool,
+    /// Producer settings to measure, each on the fan-out floor and the
+    /// connector alike (`--producer-sweep "linger.ms=50;compression.type=zstd"`).
+    sweep: Vec<Vec<(String, String)>>,
 }
 
 fn args() -> Args {
@@ -125,6 +138,8 @@ fn args() -> Args {
         // the mix issue 10 measured.
         pad_to: 500,
         mock: true,
+        modes: true,
+        sweep: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -147,6 +162,12 @@ fn args() -> Args {
                 i += 1;
                 continue;
             }
+            "--skip-modes" => {
+                a.modes = false;
+                i += 1;
+                continue;
+            }
+            "--producer-sweep" => a.sweep = parse_sweep(&value),
             // cargo bench passes --bench.
             _ => {
                 i += 1;
@@ -626,6 +647,7 @@ fn floor(
     n: usize,
     mode: FloorMode<'_>,
     broker_pid: Option<u32>,
+    producer: &[(String, String)],
 ) -> Run {
     let log = std::env::temp_dir().join(format!("{}.log", unique("plain-forward")));
     let (mode, target) = match mode {
@@ -641,6 +663,7 @@ fn floor(
             mode,
             &target,
         ])
+        .args(producer.iter().map(|(k, v)| format!("{k}={v}")))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).expect("floor log"))
@@ -1204,6 +1227,130 @@ fn row(run: &Run, floor: Option<&Run>) {
     );
 }
 
+/// `"linger.ms=50;batch.size=1000000,linger.ms=50"`: variants split by
+/// `;`, each one or more `property=value` split by `,`.
+fn parse_sweep(value: &str) -> Vec<Vec<(String, String)>> {
+    value
+        .split(';')
+        .filter(|v| !v.trim().is_empty())
+        .map(|variant| {
+            variant
+                .split(',')
+                .map(|p| {
+                    let (k, v) = p
+                        .trim()
+                        .split_once('=')
+                        .expect("--producer-sweep \"linger.ms=50;compression.type=zstd\"");
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The connector's environment for librdkafka producer properties:
+/// `[kafka.producer]`, with `.` written `_` as the config loader reads it.
+fn producer_env(props: &[(String, String)]) -> Vec<(String, String)> {
+    props
+        .iter()
+        .map(|(k, v)| {
+            let key = k.replace('.', "_").to_uppercase();
+            (format!("CODAT_STREAM__KAFKA__PRODUCER__{key}"), v.clone())
+        })
+        .collect()
+}
+
+/// One producer setting measured on a fresh broker each for the fan-out
+/// floor and the connector, both given the same setting.
+struct SweepRun {
+    setting: String,
+    floor: Run,
+    connector: Run,
+}
+
+fn sweep_run(
+    backlog: &Backlog<'_>,
+    partitions: i32,
+    dir: &Path,
+    events: usize,
+    props: &[(String, String)],
+) -> SweepRun {
+    let setting = props
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!("kafka: fan-out floor with {setting}...");
+    let names = Names::new();
+    let routes = route_table(backlog, &names, dir);
+    let (broker, _) = fresh_kafka(backlog, partitions, &names, &routes.all_topics(&names));
+    let floor = floor(
+        &format!("kafka: plain fan-out floor, {setting}"),
+        &broker.bootstrap(),
+        &names.ingest,
+        events,
+        FloorMode::FanOut(&routes.path),
+        broker.pid(),
+        props,
+    );
+    eprintln!("  {:.0}/s", floor.rate());
+    drop(broker);
+    eprintln!("kafka: connector with {setting}...");
+    let names = Names::new();
+    let (broker, _) = fresh_kafka(backlog, partitions, &names, &[]);
+    let env = producer_env(props);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let connector = drain(
+        &format!("kafka: codat-stream, {setting}"),
+        &broker.bootstrap(),
+        &names,
+        events,
+        &env,
+        broker.pid(),
+        false,
+    );
+    eprintln!("  {:.0}/s", connector.rate());
+    SweepRun {
+        setting,
+        floor,
+        connector,
+    }
+}
+
+/// The sweep's table: each setting's floor and connector, and the
+/// connector against its own floor.
+fn print_sweep(defaults: (&Run, &Run), sweep: &[SweepRun]) {
+    println!();
+    println!(
+        "| producer setting (kafka) | floor events/s | floor CPU-µs/event | connector events/s | connector CPU-µs/event | connector vs floor | broker CPU-µs/event (floor / connector) | connector peak RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|---|---:|---:|");
+    let broker = |r: &Run| {
+        r.broker_cpu_secs.map_or("-".to_owned(), |c| {
+            format!("{:.1}", c * 1e6 / r.events as f64)
+        })
+    };
+    let rows = std::iter::once(("defaults (linger.ms=5, lz4)", defaults.0, defaults.1)).chain(
+        sweep
+            .iter()
+            .map(|s| (s.setting.as_str(), &s.floor, &s.connector)),
+    );
+    for (setting, f, c) in rows {
+        println!(
+            "| {setting} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2}× events/s, {:+.1} µs | {} / {} | {:.0} MB |",
+            f.rate(),
+            f.cpu_us(),
+            c.rate(),
+            c.cpu_us(),
+            c.rate() / f.rate(),
+            c.cpu_us() - f.cpu_us(),
+            broker(f),
+            broker(c),
+            mb(c.peak_rss)
+        );
+    }
+}
+
 fn main() {
     let a = args();
     let templates = templates();
@@ -1243,6 +1390,7 @@ fn main() {
         a.events,
         FloorMode::OneTopic(&one_topic_out),
         broker.pid(),
+        &[],
     );
     one_topic.load_secs = load_secs;
     eprintln!("  {:.0}/s", one_topic.rate());
@@ -1269,6 +1417,7 @@ fn main() {
         a.events,
         FloorMode::FanOut(&routes.path),
         broker.pid(),
+        &[],
     );
     fan_out.load_secs = load_secs;
     eprintln!("  {:.0}/s", fan_out.rate());
@@ -1289,7 +1438,8 @@ fn main() {
     connector.load_secs = load_secs;
     eprintln!("  {:.0}/s", connector.rate());
     drop(broker);
-    let kafka_modes: Vec<Run> = MODES
+    let modes: &[(&str, &[(&str, &str)])] = if a.modes { MODES } else { &[] };
+    let kafka_modes: Vec<Run> = modes
         .iter()
         .map(|(label, extra)| {
             eprintln!("kafka: connector {label}...");
@@ -1328,6 +1478,7 @@ fn main() {
             mock_events,
             FloorMode::FanOut(&routes.path),
             Some(cluster.pid()),
+            &[],
         );
         f.load_secs = load_secs;
         eprintln!("  {:.0}/s", f.rate());
@@ -1350,7 +1501,7 @@ fn main() {
         c.load_secs = load_secs;
         eprintln!("  {:.0}/s", c.rate());
         drop(cluster);
-        let modes = MODES
+        let modes = modes
             .iter()
             .map(|(label, extra)| {
                 eprintln!("mock cluster: connector {label}, {mock_events} events...");
@@ -1359,6 +1510,12 @@ fn main() {
             .collect::<Vec<_>>();
         (f, c, modes)
     });
+
+    let sweep: Vec<SweepRun> = a
+        .sweep
+        .iter()
+        .map(|props| sweep_run(&backlog, a.partitions, dir.path(), a.events, props))
+        .collect();
 
     let mut latencies = Vec::new();
     for rate in &a.rates {
@@ -1441,6 +1598,10 @@ fn main() {
             );
         }
     }
+    if !sweep.is_empty() {
+        print_sweep((&fan_out, &connector), &sweep);
+        println!();
+    }
     println!(
         "Connector outputs counted: {} of {}.",
         connector.counted.map_or("-".to_owned(), |c| c.to_string()),
@@ -1503,6 +1664,12 @@ fn main() {
                 "vs_at_least_once": m.versus(c),
             })).collect::<Vec<_>>(),
         })),
+        "producer_sweep": sweep.iter().map(|s| json!({
+            "setting": s.setting,
+            "fan_out_floor": s.floor.json(),
+            "connector": s.connector.json(),
+            "connector_vs_fan_out_floor": s.connector.versus(&s.floor),
+        })).collect::<Vec<_>>(),
         "steady": latencies.iter().map(|l| json!({
             "rate": l.rate, "sent": l.sent, "received": l.received,
             "p50_ms": l.p50_ms, "p99_ms": l.p99_ms, "p999_ms": l.p999_ms, "max_ms": l.max_ms,

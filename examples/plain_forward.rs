@@ -3,9 +3,13 @@
 //! is what any connector doing the same Kafka work must pay at least.
 //!
 //! ```text
-//! plain_forward BOOTSTRAP GROUP INPUT COUNT one-topic OUTPUT
-//! plain_forward BOOTSTRAP GROUP INPUT COUNT fan-out ROUTE_TABLE
+//! plain_forward BOOTSTRAP GROUP INPUT COUNT one-topic OUTPUT [PROPERTY=VALUE ...]
+//! plain_forward BOOTSTRAP GROUP INPUT COUNT fan-out ROUTE_TABLE [PROPERTY=VALUE ...]
 //! ```
+//!
+//! Trailing `PROPERTY=VALUE` pairs are set on the producer last: the
+//! bench's producer-setting sweep gives the floor the same setting it gives
+//! the connector (`--producer-sweep`); without them, the defaults below.
 //!
 //! One `BaseConsumer` and one `BaseProducer`, both polled inline on the main
 //! thread: consume a record, produce its bytes unchanged, until COUNT
@@ -238,13 +242,24 @@ struct Args {
     input: String,
     count: u64,
     mode: Mode,
+    /// `property=value` pairs set on the producer after the mode's own
+    /// (the bench's producer-setting sweep).
+    producer: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let [bootstrap, group, input, count, mode, target] = argv.as_slice() else {
-        return Err(format!("expected 6 arguments, got {}", argv.len()));
+    let [bootstrap, group, input, count, mode, target, producer @ ..] = argv.as_slice() else {
+        return Err(format!("expected at least 6 arguments, got {}", argv.len()));
     };
+    let producer = producer
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("producer setting {p:?} is not property=value"))
+        })
+        .collect::<Result<_, _>>()?;
     let count = count
         .parse()
         .map_err(|_| format!("COUNT {count:?} is not a number"))?;
@@ -259,6 +274,7 @@ fn parse_args() -> Result<Args, String> {
         input: input.clone(),
         count,
         mode,
+        producer,
     })
 }
 
@@ -401,6 +417,9 @@ fn run(args: Args) -> Result<bool, KafkaError> {
             .set("compression.type", "lz4")
             .set("enable.idempotence", "true")
             .set("acks", "all");
+    }
+    for (k, v) in &args.producer {
+        producer_config.set(k, v);
     }
     let producer: BaseProducer<Deliveries> =
         producer_config.create_with_context(Deliveries::default())?;
