@@ -7,6 +7,8 @@
 # latency. Prints a table and writes target/bench/pipeline.json. Options
 # pass through:
 #   ./scripts/bench.sh --events 200000 --partitions 6 --rates 5000 --rate-secs 20
+# and a producer-setting sweep only (each setting on the floor and the connector):
+#   ./scripts/bench.sh --skip-modes --skip-mock --rates "" --producer-sweep "linger.ms=100;compression.type=zstd"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
