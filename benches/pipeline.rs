@@ -77,6 +77,9 @@
 //! so each setting is compared with the floor that has it too: what a user
 //! trades by changing `linger.ms`, `batch.size` or the compression.
 //!
+//! `MIMALLOC_*` variables in the bench's environment pass through to the
+//! connector (mimalloc's own settings, e.g. `MIMALLOC_PURGE_DELAY=0`).
+//!
 //! Last, steady rates (default 5,000/s for 20 s), each on a fresh broker
 //! with a fresh connector: end-to-end latency from the producer's send to
 //! the output record being read, beside the broker alone measured the same
@@ -760,6 +763,10 @@ fn start_connector(bootstrap: &str, names: &Names, extra: &[(&str, &str)]) -> Co
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     for (k, v) in CONNECTOR_ENV.iter().chain(extra) {
+        cmd.env(k, v);
+    }
+    // The allocator's own settings, to measure their trade (docs/performance.md).
+    for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")) {
         cmd.env(k, v);
     }
     {
