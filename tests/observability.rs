@@ -633,9 +633,19 @@ fn each_alert_goes_pending_when_the_binary_exports_its_condition() {
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_POLICY_VIOLATION; 100_000],
     );
-    // On the first's address: the one Prometheus scrapes.
+    // On the first's address: the one Prometheus scrapes. Its producer
+    // lingers a second per attempt, so each re-sent record waits in
+    // librdkafka's queue for most of its retry cycle, where a statistics
+    // report counts it (a queue drained at once is 0 whenever it is read).
+    let lingering = tempfile::tempdir().unwrap();
+    let lingering_config = lingering.path().join("codat-stream.toml");
+    std::fs::write(
+        &lingering_config,
+        "[kafka.producer]\n\"linger.ms\" = \"1000\"\n",
+    )
+    .unwrap();
     let listen = first.http.clone();
-    let mut second = Connector::start(
+    let mut second = Connector::start_with_config(
         &bootstrap,
         &names,
         &[
@@ -644,10 +654,24 @@ fn each_alert_goes_pending_when_the_binary_exports_its_condition() {
             env[2],
             ("CODAT_STREAM__HTTP__LISTEN", &listen),
         ],
+        Some(&lingering_config),
     );
     second.http = listen;
     wait_pending("CodatStreamProduceRetrying", Some(&second), &mut moved);
     wait_pending("CodatStreamNotReady", Some(&second), &mut moved);
+    wait_for("producer queue reported", Duration::from_secs(30), || {
+        moved.scrape(&second);
+        second
+            .get("/metrics")
+            .filter(|(status, _)| *status == 200)
+            .is_some_and(|(_, body)| {
+                let queued = Metrics::parse(&body).sum(
+                    "codat_stream_kafka_queue_messages",
+                    &[("client", "producer"), ("queue", "producer")],
+                );
+                queued > 0.0
+            })
+    });
     // The held records were consumed together at start-up, before the
     // first refusal came back: each is held from before this moment.
     let held_since = std::time::Instant::now();
