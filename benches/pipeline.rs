@@ -78,7 +78,10 @@
 //! trades by changing `linger.ms`, `batch.size` or the compression.
 //!
 //! `MIMALLOC_*` variables in the bench's environment pass through to the
-//! connector (mimalloc's own settings, e.g. `MIMALLOC_PURGE_DELAY=0`).
+//! connector (mimalloc's own settings, e.g. `MIMALLOC_PURGE_DELAY=0`), and
+//! `BENCH_CODAT_STREAM__*` ones as `CODAT_STREAM__*` (the connector's
+//! settings, e.g. `BENCH_CODAT_STREAM__PIPELINE__MAX_IN_FLIGHT_BYTES`):
+//! the connector's memory bounds measured against the same floors.
 //!
 //! Last, steady rates (default 5,000/s for 20 s), each on a fresh broker
 //! with a fresh connector: end-to-end latency from the producer's send to
@@ -765,9 +768,12 @@ fn start_connector(bootstrap: &str, names: &Names, extra: &[(&str, &str)]) -> Co
     for (k, v) in CONNECTOR_ENV.iter().chain(extra) {
         cmd.env(k, v);
     }
-    // The allocator's own settings, to measure their trade (docs/performance.md).
-    for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")) {
-        cmd.env(k, v);
+    // The allocator's own settings and the connector's, to measure their
+    // trade (docs/performance.md): the connector alone gets them, the
+    // floors keep librdkafka's defaults.
+    let passed = |k: &str| k.starts_with("MIMALLOC_") || k.starts_with("BENCH_CODAT_STREAM__");
+    for (k, v) in std::env::vars().filter(|(k, _)| passed(k)) {
+        cmd.env(k.strip_prefix("BENCH_").unwrap_or(&k), v);
     }
     {
         use std::os::unix::process::CommandExt;
