@@ -145,8 +145,8 @@ fn every_default_the_example_config_states_is_the_codes() {
 #[test]
 fn a_wrong_stated_default_is_caught() {
     let drifted = EXAMPLE.replace(
-        "#   queued.max.messages.kbytes = 32768",
         "#   queued.max.messages.kbytes = 16384",
+        "#   queued.max.messages.kbytes = 32768",
     ) + "#   queued.min.messages = 10000\n[kafka.consumer]\n[pipeline]\nx = 1\n# max_in_flight = 5\n";
     let defaults = Settings::default();
     let as_toml = toml::Table::try_from(&defaults).unwrap();
@@ -158,7 +158,7 @@ fn a_wrong_stated_default_is_caught() {
     assert_eq!(
         wrong,
         [
-            ("queued.max.messages.kbytes".to_owned(), "16384".to_owned()),
+            ("queued.max.messages.kbytes".to_owned(), "32768".to_owned()),
             ("queued.min.messages".to_owned(), "10000".to_owned()),
             ("max_in_flight".to_owned(), "5".to_owned()),
         ]

@@ -266,11 +266,11 @@ fn healthz_answers_503_while_the_loop_thread_is_stopped_and_200_once_it_moves() 
 // Memory through a large backlog
 
 /// The connector's default `queued.max.messages.kbytes`
-/// (src/config/mod.rs `consumer_config`, 32768 with the loop rewrite; 16384
-/// before it, which only makes the test stricter): the bytes librdkafka may
-/// hold prefetched. The one place the test reads it from: change it here
-/// when that default changes.
-const QUEUED_MAX_MESSAGES_KBYTES: i64 = 32_768;
+/// (src/config/clients.rs `PREFETCH_KBYTES`, 16384; it was 32768 for a
+/// while, which only made the test looser): the bytes librdkafka may hold
+/// prefetched. The one place the test reads it from: change it here when
+/// that default changes.
+const QUEUED_MAX_MESSAGES_KBYTES: i64 = 16_384;
 
 /// `fetch.max.bytes` for this test, set explicitly so the ceiling below
 /// cannot move with librdkafka's defaults. Unset, librdkafka uses

@@ -501,7 +501,7 @@ impl Default for PipelineSettings {
     fn default() -> Self {
         PipelineSettings {
             max_in_flight: 10_000,
-            max_in_flight_bytes: 32 * 1024 * 1024,
+            max_in_flight_bytes: 16 * 1024 * 1024,
             drain_timeout_ms: 30_000,
             produce_retry_backoff_max_ms: 5_000,
         }
