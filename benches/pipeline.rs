@@ -42,8 +42,8 @@
 //! Each is measured from its first consumed record (the connector's
 //! `records_consumed_total` leaving 0, polled every 5 ms; the floor's
 //! `consuming` line) to its last acknowledgement (acknowledged envelopes +
-//! dead letters reaching N, polled at most every 250 ms and within a few ms
-//! of the end, see `next_scrape`; the floor's `acknowledged`
+//! dead letters reaching N, polled at most every 250 ms and every 20 ms
+//! near the end, see `next_scrape`; the floor's `acknowledged`
 //! line, printed once its last delivery report arrived): start-up and group
 //! join are excluded for all alike. Over that window, from /proc of the
 //! contender's own process only: events/s, CPU-µs/event (utime+stime of
@@ -924,8 +924,8 @@ fn drain(
 /// How long to wait before the next scrape of a drain: at most 250 ms (a
 /// scrape costs the connector CPU: at every 20 ms the scrapes were a third
 /// of its CPU in a profile of the drain), and half the time the drain's
-/// pace so far says is left, down to 5 ms, so its end is seen within a few
-/// ms. (A fixed 250 ms saw the end up to 250 ms late: on the mock cluster's
+/// pace so far says is left, down to 20 ms, so its end is seen within
+/// 20 ms and the last stretch adds only a handful of scrapes. (A fixed 250 ms saw the end up to 250 ms late: on the mock cluster's
 /// 1.5 s drains, drain times came out in steps of 250 ms.)
 fn next_scrape(acknowledged: f64, n: f64, elapsed: Duration) -> Duration {
     let most = Duration::from_millis(250);
@@ -933,7 +933,7 @@ fn next_scrape(acknowledged: f64, n: f64, elapsed: Duration) -> Duration {
         return most;
     }
     let left = elapsed.as_secs_f64() * (n - acknowledged).max(0.0) / acknowledged;
-    Duration::from_secs_f64(left / 2.0).clamp(Duration::from_millis(5), most)
+    Duration::from_secs_f64(left / 2.0).clamp(Duration::from_millis(20), most)
 }
 
 // ------------------------------------------------------------------ latency

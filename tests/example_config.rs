@@ -2,7 +2,8 @@
 //! settings and in its comments; comments that restate defaults drift (it
 //! said the consumer's prefetch was `queued.max.messages.kbytes = 16384`
 //! with `queued.min.messages = 10000` long after the code set 32 MiB and no
-//! record threshold). This holds each stated default to the code:
+//! record threshold; the code is back at 16 MiB now, and the second test
+//! injects a drifted 32768). This holds each stated default to the code:
 //! - `#   key = value` lines under `[kafka.consumer]` / `[kafka.producer]`
 //!   are what the code sets in that client's librdkafka configuration;
 //! - `# key = value` lines naming a setting of their section are that

@@ -27,8 +27,9 @@ pub const PREFETCH_KBYTES: &str = "16384";
 /// How long librdkafka postpones a partition's next fetch once the prefetch
 /// queue is past its bound (`fetch.queue.backoff.ms`), ms. librdkafka's
 /// 1000 starved the loop: it drained the full queue in half a second and
-/// then waited out the rest of the second, capping a drain on the mock
-/// cluster at 66,000 events/s (0.5x the floor); at 20 ms, 113,000.
+/// then waited out the rest of the second, capping every drain on the mock
+/// cluster at 66,300 events/s (0.5x the floor); at 20 ms, 118,900-170,600
+/// (docs/performance.md).
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
 impl Settings {
