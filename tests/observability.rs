@@ -396,7 +396,7 @@ fn readiness_answers_503_while_draining_and_liveness_stays_ok() {
     let mut connector = Connector::start(
         &broker.bootstrap(),
         &names,
-        &[("CODAT_STREAM__KAFKA__PRODUCER__LINGER_MS", "2000")],
+        &[("CODAT_STREAM__KAFKA__PRODUCER__LINGER_MS", "1000")],
     );
     wait_for("records in flight", Duration::from_secs(60), || {
         connector.metric("codat_stream_in_flight_records") > 0.0
@@ -637,24 +637,17 @@ fn each_alert_goes_pending_when_the_binary_exports_its_condition() {
     // lingers a second per attempt, so each re-sent record waits in
     // librdkafka's queue for most of its retry cycle, where a statistics
     // report counts it (a queue drained at once is 0 whenever it is read).
-    let lingering = tempfile::tempdir().unwrap();
-    let lingering_config = lingering.path().join("codat-stream.toml");
-    std::fs::write(
-        &lingering_config,
-        "[kafka.producer]\n\"linger.ms\" = \"1000\"\n",
-    )
-    .unwrap();
     let listen = first.http.clone();
-    let mut second = Connector::start_with_config(
+    let mut second = Connector::start(
         &bootstrap,
         &names,
         &[
             env[0],
             env[1],
             env[2],
+            ("CODAT_STREAM__KAFKA__PRODUCER__LINGER_MS", "1000"),
             ("CODAT_STREAM__HTTP__LISTEN", &listen),
         ],
-        Some(&lingering_config),
     );
     second.http = listen;
     wait_pending("CodatStreamProduceRetrying", Some(&second), &mut moved);
