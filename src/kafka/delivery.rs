@@ -241,6 +241,12 @@ pub struct Deliveries<T> {
     backoff_max_ms: u64,
     bytes: usize,
     buf: Vec<Report>,
+    /// Exactly-once: the records are in a transaction.
+    transactional: bool,
+    /// In a transaction, a record was reported without an offset: written
+    /// or not, nobody knows, so the transaction must be aborted. A re-send
+    /// would commit a second copy whenever the first had been written.
+    uncertain: bool,
 }
 
 /// A handle on a client's main queue, for its length only.
@@ -300,7 +306,24 @@ impl<T> Deliveries<T> {
             backoff_max_ms,
             bytes: 0,
             buf: Vec::new(),
+            transactional: false,
+            uncertain: false,
         })
+    }
+
+    /// Exactly-once: a record reported without an offset is not re-sent
+    /// but makes [`Deliveries::uncertain`] true, for the pipeline to abort
+    /// the transaction (the rewind sends it again in the next one).
+    pub fn transactional(mut self) -> Self {
+        self.transactional = true;
+        self
+    }
+
+    /// In a transaction, whether a record's persistence is unknown: the
+    /// transaction cannot be committed (it might hold a record twice, or
+    /// miss one). Cleared by [`Deliveries::discard_all`].
+    pub fn uncertain(&self) -> bool {
+        self.uncertain
     }
 
     /// Records not yet acknowledged.
@@ -538,6 +561,8 @@ impl<T> Deliveries<T> {
                         out.push(Outcome::Acked(p.token));
                     }
                 }
+                // Left in flight, not re-sent: the transaction is aborted.
+                Delivered::Unconfirmed if self.transactional => self.uncertain = true,
                 Delivered::Unconfirmed => self.failed(*slot, &AckWithoutOffset, ACK_WITHOUT_OFFSET),
                 Delivered::Failed(KafkaError::MessageProduction(code)) if is_permanent(*code) => {
                     out.extend(self.refused(*slot, *code));
@@ -615,6 +640,7 @@ impl<T> Deliveries<T> {
         }
         self.resend_at.clear();
         self.refused_at_send.clear();
+        self.uncertain = false;
         // Purge reports of the aborted records: their slots are gone.
         self.producer.poll(Duration::ZERO);
         self.producer
@@ -705,5 +731,45 @@ mod tests {
         assert!(matches!(out.as_slice(), [Outcome::Acked(7)]));
         assert!(d.is_empty());
         assert_eq!(health.failing_records.load(Ordering::Relaxed), 0);
+    }
+
+    /// In a transaction a re-send of an unconfirmed record would commit two
+    /// copies if the first was written (seen on Apache Kafka after a broker
+    /// crash): it is never re-sent; the transaction is to be aborted.
+    #[test]
+    fn an_unconfirmed_record_in_a_transaction_is_not_re_sent_but_makes_it_uncertain() {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        let health = Arc::new(Health::default());
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let mut d: Deliveries<u32> = Deliveries::new(&config, health.clone(), metrics, 100)
+            .unwrap()
+            .transactional();
+        d.send(
+            OutRecord {
+                topic: "t".into(),
+                key: None,
+                value: Some(b"v".to_vec()),
+                headers: Default::default(),
+            },
+            7,
+            0,
+        );
+        assert!(!d.uncertain());
+        let mut out = Vec::new();
+        d.buf.push((0, Delivered::Unconfirmed));
+        d.settle_reports(&mut out);
+        assert!(out.is_empty(), "not acknowledged");
+        assert!(d.uncertain(), "the transaction must be aborted");
+        assert!(
+            d.next_resend().is_none(),
+            "never re-sent in this transaction"
+        );
+        assert_eq!(d.len(), 1, "in flight until the abort discards it");
+        d.discard_all();
+        assert!(
+            !d.uncertain() && d.is_empty(),
+            "the next transaction starts clean"
+        );
     }
 }

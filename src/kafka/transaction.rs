@@ -23,10 +23,15 @@ use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::kafka::offsets::{Partition, Ticket};
 use crate::kafka::processor::Prepared;
+use crate::ops::health::Health;
 
-/// How long one call to the transaction coordinator may block the loop
-/// before it polls the producer and calls again.
+/// How long one call to the transaction coordinator is asked to take
+/// before it is called again.
 const TXN_SLICE: Duration = Duration::from_millis(500);
+
+/// How often the producer's callbacks are served while a transaction call
+/// runs.
+const SERVE_EVERY: Duration = Duration::from_millis(5);
 
 /// The open transaction's bookkeeping.
 pub struct Transactions {
@@ -240,6 +245,7 @@ impl Transactions {
         &mut self,
         producer: &BaseProducer<P>,
         consumer: &BaseConsumer<C>,
+        health: &Health,
     ) -> Result<usize, TxnError> {
         if self.opened.is_none() {
             return Ok(0);
@@ -250,11 +256,11 @@ impl Transactions {
             let group = consumer.group_metadata().ok_or(TxnError::Abortable(
                 KafkaError::ConsumerCommit(RDKafkaErrorCode::State),
             ))?;
-            self.retrying(producer, |p, t| {
+            self.retrying(producer, health, |p, t| {
                 p.send_offsets_to_transaction(&offsets, &group, t)
             })?;
         }
-        self.retrying(producer, |p, t| p.commit_transaction(t))?;
+        self.retrying(producer, health, |p, t| p.commit_transaction(t))?;
         Ok(self.committed())
     }
 
@@ -264,12 +270,13 @@ impl Transactions {
     pub fn abort<C: ProducerContext>(
         &mut self,
         producer: &BaseProducer<C>,
+        health: &Health,
     ) -> Result<(), TxnError> {
         let open = self.opened.is_some();
         self.close();
         self.resume_at = Some(Instant::now() + self.backoff.next_delay());
         if open {
-            self.retrying(producer, |p, t| p.abort_transaction(t))?;
+            self.retrying(producer, health, |p, t| p.abort_transaction(t))?;
         }
         Ok(())
     }
@@ -279,11 +286,12 @@ impl Transactions {
     fn retrying<C: ProducerContext>(
         &self,
         producer: &BaseProducer<C>,
-        op: impl Fn(&BaseProducer<C>, Duration) -> KafkaResult<()>,
+        health: &Health,
+        op: impl Fn(&BaseProducer<C>, Duration) -> KafkaResult<()> + Sync,
     ) -> Result<(), TxnError> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            match op(producer, TXN_SLICE) {
+            match serving_meanwhile(producer, health, deadline, || op(producer, TXN_SLICE)) {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::Transaction(e))
                     if e.is_retriable() && !e.txn_requires_abort() && Instant::now() < deadline =>
@@ -301,6 +309,36 @@ impl Transactions {
         self.offsets.clear();
         std::mem::take(&mut self.records)
     }
+}
+
+/// Runs `call`, a blocking call to the transaction coordinator, on a
+/// helper thread while this one serves the producer's callbacks and marks
+/// the loop alive (until `deadline`). librdkafka bounds such a call by the
+/// request timeout, not by the timeout it is given: with the coordinator
+/// down, `send_offsets_to_transaction` was seen to block the loop for over
+/// 60 s, and meanwhile no error callback ran, so `/readyz` never said the
+/// brokers were unreachable. Past `deadline` the loop is no longer marked
+/// alive: a call that never returns makes `/healthz` fail.
+fn serving_meanwhile<C: ProducerContext, R: Send>(
+    producer: &BaseProducer<C>,
+    health: &Health,
+    deadline: Instant,
+    call: impl FnOnce() -> R + Send,
+) -> R {
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(call);
+        while !helper.is_finished() {
+            producer.poll(Duration::ZERO);
+            if Instant::now() < deadline {
+                health.beat();
+            }
+            std::thread::sleep(SERVE_EVERY);
+        }
+        match helper.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 impl Transactions {
@@ -403,6 +441,44 @@ mod tests {
         t.resume_at = Some(Instant::now());
         assert!(t.may_resume());
         assert!(t.resume_at.is_none());
+    }
+
+    /// Review of the broker-crash test's hang: while a coordinator call
+    /// blocks, the producer's error callbacks must still run (readiness)
+    /// and the loop be marked alive, but only until the deadline.
+    #[test]
+    fn a_blocking_transaction_call_leaves_the_producer_served_and_the_loop_alive() {
+        use std::sync::atomic::Ordering;
+
+        use crate::kafka::delivery::Deliveries;
+        use crate::ops::metrics::Metrics;
+
+        let mut config = rdkafka::ClientConfig::new();
+        // Nothing listens: librdkafka reports every broker down.
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        let health = Arc::new(Health::default());
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let d: Deliveries<u32> = Deliveries::new(&config, health.clone(), metrics, 100).unwrap();
+        let far = Instant::now() + Duration::from_secs(60);
+        let seen_down = serving_meanwhile(d.producer(), &health, far, || {
+            let until = Instant::now() + Duration::from_secs(10);
+            while !health.brokers_down.load(Ordering::Relaxed) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            health.brokers_down.load(Ordering::Relaxed)
+        });
+        assert!(seen_down, "the error callback ran while the call blocked");
+        assert!(health.last_loop_ms.load(Ordering::Relaxed) > 0, "beaten");
+
+        let still = Arc::new(Health::default());
+        serving_meanwhile(d.producer(), &still, Instant::now(), || {
+            std::thread::sleep(Duration::from_millis(50));
+        });
+        assert_eq!(
+            still.last_loop_ms.load(Ordering::Relaxed),
+            0,
+            "past its deadline the call no longer counts as the loop's life"
+        );
     }
 
     #[test]

@@ -263,12 +263,15 @@ fn clients(
         context = context.transactional();
     }
     let consumer = settings.consumer_config().create_with_context(context)?;
-    let deliveries = Deliveries::new(
+    let mut deliveries = Deliveries::new(
         &settings.producer_config(),
         health.clone(),
         metrics.clone(),
         settings.pipeline.produce_retry_backoff_max_ms,
     )?;
+    if exactly_once {
+        deliveries = deliveries.transactional();
+    }
     Ok((consumer, deliveries))
 }
 

@@ -68,7 +68,11 @@ impl Hot<'_, '_> {
             .as_ref()
             .map_or(TXN_ACK_WAIT, |t| t.ack_wait().min(TXN_ACK_WAIT));
         let deadline = Instant::now() + wait;
-        while !self.io.deliveries.is_empty() && !self.io.deliveries.failing() && !self.doomed() {
+        while !self.io.deliveries.is_empty()
+            && !self.io.deliveries.failing()
+            && !self.io.deliveries.uncertain()
+            && !self.doomed()
+        {
             if Instant::now() >= deadline {
                 return self.abort_and_rewind("outputs not acknowledged in time");
             }
@@ -77,6 +81,11 @@ impl Hot<'_, '_> {
         }
         if self.io.deliveries.failing() {
             return self.abort_and_rewind("an output failed");
+        }
+        if self.io.deliveries.uncertain() {
+            return self.abort_and_rewind(
+                "an output was acknowledged without an offset: written or not, unknown",
+            );
         }
         if let Some(why) = self.io.txn.as_ref().and_then(Transactions::doomed) {
             let why = why.to_owned();
@@ -90,7 +99,11 @@ impl Hot<'_, '_> {
         let Some(txn) = self.io.txn.as_mut() else {
             return Ok(());
         };
-        match txn.commit(self.io.deliveries.producer(), self.io.consumer) {
+        match txn.commit(
+            self.io.deliveries.producer(),
+            self.io.consumer,
+            self.io.health,
+        ) {
             Ok(records) => {
                 TransactionCommitted { records }.emit(self.io.metrics);
                 Ok(())
@@ -113,7 +126,7 @@ impl Hot<'_, '_> {
         };
         TransactionAborted { why }.emit(self.io.metrics);
         if let Err(TxnError::Fatal(e) | TxnError::Abortable(e)) =
-            txn.abort(self.io.deliveries.producer())
+            txn.abort(self.io.deliveries.producer(), self.io.health)
         {
             return Err(PipelineError::Kafka(e));
         }
