@@ -87,6 +87,8 @@ fn drain_through_a_broker_crash(mode: &[(&str, &str)], check: Check) {
     produce(&bootstrap, &names.ingest, &inputs);
     let env: Vec<(&str, &str)> = THROTTLED.iter().chain(mode).copied().collect();
     let mut c = Connector::start(&bootstrap, &names, &env);
+    // Shown with a failure's output: what the connector did.
+    eprintln!("the connector's log: {}", c.raw_log.display());
     c.wait_started(Duration::from_secs(60));
     wait_for("3,000 records settled", Duration::from_secs(90), || {
         c.metric("codat_stream_envelopes_produced_total")
@@ -129,7 +131,16 @@ fn drain_through_a_broker_crash(mode: &[(&str, &str)], check: Check) {
             wait_for("every offset committed", Duration::from_secs(180), || {
                 committed_total(&bootstrap, &names.group, &names.ingest, 4) >= RECORDS as i64
             });
+            let (java_total, java_dups) =
+                java_read_ids(&bootstrap, &names, "read_committed", RECORDS);
             let (seen, total) = seen_ids(&bootstrap, &names, RECORDS);
+            assert!(
+                java_dups.is_empty() && java_total == RECORDS,
+                "Kafka's Java client (read_committed) read {java_total} of {RECORDS}, \
+                 {} ids more than once: {:?}",
+                java_dups.len(),
+                &java_dups[..java_dups.len().min(8)]
+            );
             assert_each_once(&seen, total, &ids);
         }
     }

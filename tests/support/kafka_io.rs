@@ -304,9 +304,10 @@ pub fn commit_offsets(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32
 }
 
 /// Reads every output topic `read_committed` (librdkafka's default) for
-/// 3 s past the `n`-th record, so an extra copy shows, and counts each
-/// input id.
-pub fn seen_ids(bootstrap: &str, names: &Names, n: usize) -> (HashMap<String, usize>, usize) {
+/// 3 s past the `n`-th record, so an extra copy shows: where each input id
+/// was found (`topic[partition]@offset`, and a dead letter's input), and the
+/// records read.
+pub fn seen_ids(bootstrap: &str, names: &Names, n: usize) -> (HashMap<String, Vec<String>>, usize) {
     let (mut len, mut grew) = (0, Instant::now());
     let outputs = consume_until(
         bootstrap,
@@ -319,16 +320,85 @@ pub fn seen_ids(bootstrap: &str, names: &Names, n: usize) -> (HashMap<String, us
             len >= n && grew.elapsed() >= Duration::from_secs(3)
         },
     );
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     for m in &outputs {
-        *seen.entry(output_id(m, &names.dlq)).or_insert(0) += 1;
+        let mut at = format!("{}[{}]@{}", m.topic(), m.partition(), m.offset());
+        if let (Some(p), Some(o)) = (
+            header_str(m, "codat_stream.dlq.partition"),
+            header_str(m, "codat_stream.dlq.offset"),
+        ) {
+            // A dead letter: the input it stands for.
+            at.push_str(&format!(" from ingest[{p}]@{o}"));
+        }
+        seen.entry(output_id(m, &names.dlq)).or_default().push(at);
     }
     (seen, outputs.len())
 }
 
-pub fn assert_each_once(seen: &HashMap<String, usize>, total: usize, ids: &[String]) {
-    let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(dup.is_empty(), "seen more than once: {dup:?}");
-    assert_all_seen(seen, ids);
+/// Asserts each of `ids` was seen once and nothing else was: a failure
+/// names how many ids came more than once and where the copies are (for
+/// the broker's kept log).
+pub fn assert_each_once(seen: &HashMap<String, Vec<String>>, total: usize, ids: &[String]) {
+    let mut dup: Vec<_> = seen.iter().filter(|(_, at)| at.len() > 1).collect();
+    dup.sort();
+    assert!(
+        dup.is_empty(),
+        "{} ids seen more than once, e.g. {:?}",
+        dup.len(),
+        &dup[..dup.len().min(8)]
+    );
+    let counts: HashMap<String, usize> =
+        seen.iter().map(|(id, at)| (id.clone(), at.len())).collect();
+    assert_all_seen(&counts, ids);
     assert_eq!(total, ids.len(), "each input exactly once");
+}
+
+/// What Apache Kafka's Java client reads of the outputs at `isolation`
+/// (`tests/java/ReadIds.java`), until `expected` records are in and none
+/// came for 3 s: the total, and a line per id read more than once (with
+/// where each copy is). A second reader no one here wrote: a duplicate
+/// librdkafka's reader shows and Java's does not is a reader's matter.
+pub fn java_read_ids(
+    bootstrap: &str,
+    names: &Names,
+    isolation: &str,
+    expected: usize,
+) -> (usize, Vec<String>) {
+    let quoted = |t: &str| t.replace('.', "\\.");
+    let pattern = format!(
+        "^({}.*|{}|{})$",
+        quoted(&names.prefix),
+        quoted(&names.dlq),
+        quoted(&names.catch_all)
+    );
+    let out = std::process::Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}/*", kafka_libs().display()))
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/ReadIds.java"))
+        .args([
+            bootstrap,
+            isolation,
+            &pattern,
+            &names.dlq,
+            &expected.to_string(),
+        ])
+        .output()
+        .expect("java runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ReadIds.java failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("total "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("ReadIds.java prints its total");
+    let dups = stdout
+        .lines()
+        .filter(|l| l.starts_with("dup "))
+        .map(str::to_owned)
+        .collect();
+    (total, dups)
 }
