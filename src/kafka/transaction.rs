@@ -326,17 +326,28 @@ fn serving_meanwhile<C: ProducerContext, R: Send>(
     call: impl FnOnce() -> R + Send,
 ) -> R {
     std::thread::scope(|scope| {
-        let helper = scope.spawn(call);
-        while !helper.is_finished() {
+        let (done, result) = std::sync::mpsc::channel();
+        let helper = scope.spawn(move || {
+            // Only fails once this thread stopped waiting, to unwind.
+            let _ = done.send(call());
+        });
+        loop {
             producer.poll(Duration::ZERO);
             if Instant::now() < deadline {
                 health.beat();
             }
-            std::thread::sleep(SERVE_EVERY);
-        }
-        match helper.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
+            // Returns as soon as the call does: a commit is not delayed.
+            match result.recv_timeout(SERVE_EVERY) {
+                Ok(r) => return r,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its end dropped without a result: the helper panicked.
+                    let panic = helper.join().err().unwrap_or_else(|| {
+                        Box::new("the transaction call's thread ended without a result")
+                    });
+                    std::panic::resume_unwind(panic)
+                }
+            }
         }
     })
 }
