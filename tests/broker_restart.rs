@@ -1,7 +1,8 @@
 //! The broker itself crashes (SIGKILL) and restarts on the same data
 //! directory and ports while the connector works, on Apache Kafka (a broker
-//! of each test's own): `run` draining in each delivery mode, and `receive`
-//! taking requests. Nothing acknowledged is lost, exactly-once shows no
+//! of each test's own, its controller in a process of its own, as in
+//! production: see `Broker::start_split`): `run` draining in each delivery
+//! mode, and `receive` taking requests. Nothing acknowledged is lost, exactly-once shows no
 //! duplicate, `/readyz` answers 503 during the outage and 200 after, and the
 //! process never exits.
 
@@ -78,7 +79,7 @@ enum Check {
 
 fn drain_through_a_broker_crash(mode: &[(&str, &str)], check: Check) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let mut broker = Broker::start();
+    let mut broker = Broker::start_split();
     let bootstrap = broker.bootstrap();
     let names = Names::new();
     broker.create_topic(&names.ingest, 4);
@@ -177,7 +178,7 @@ fn post_until_200(r: &Receiver, ids: &[String], within: Duration) -> Vec<String>
 #[test]
 fn receive_takes_requests_through_a_broker_crash() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let mut broker = Broker::start();
+    let mut broker = Broker::start_split();
     let bootstrap = broker.bootstrap();
     let topic = unique("ingest").replace('-', "_");
     broker.create_topic(&topic, 2);

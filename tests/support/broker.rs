@@ -7,8 +7,10 @@
 //! [`Broker::shared`] is one broker per test binary, for tests that only
 //! need topics and groups of their own (every name comes from `unique`);
 //! [`Broker::start`] is a broker of the test's own, for tests that stop,
-//! restart or put a proxy in front of it. A broker that a failing test
-//! drops keeps its directory and log, and the path is printed.
+//! restart or put a proxy in front of it; [`Broker::start_split`] one whose
+//! controller runs in a process of its own, for tests that crash the broker
+//! (see there). A broker that a failing test drops keeps its directory and
+//! log, and the path is printed.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -41,7 +43,25 @@ pub struct Broker {
     owned: bool,
     /// Secured listeners, for a broker from [`Broker::start_secured`].
     security: Option<Security>,
+    /// The KRaft controller's own process, for a broker from
+    /// [`Broker::start_split`].
+    split: Option<Split>,
 }
+
+/// A controller in a process of its own, and what a restart waits for.
+struct Split {
+    controller: Option<Child>,
+    /// Times the controller had fenced the broker when it was last killed:
+    /// a restart waits for one more.
+    fenced_at_stop: Option<usize>,
+}
+
+/// The split controller's node id (the broker is 1).
+const SPLIT_CONTROLLER_ID: &str = "2";
+
+/// How long the split controller waits for a broker's heartbeat before it
+/// fences it (the broker beats every 250 ms).
+const SPLIT_SESSION_MS: &str = "3000";
 
 /// A secured broker's listeners and identities. Besides PLAINTEXT (the
 /// tests' own superuser door: its principal is `User:ANONYMOUS`) it has a
@@ -85,6 +105,39 @@ impl Broker {
             child: None,
             owned: true,
             security: None,
+            split: None,
+        };
+        b.format();
+        b.restart();
+        b
+    }
+
+    /// A plaintext broker whose KRaft controller runs in a process of its
+    /// own, as production clusters run them: [`Broker::stop`] kills the
+    /// broker alone, the controller fences it, and [`Broker::restart`]
+    /// waits for that before the broker comes back. A combined node
+    /// restarted at once cannot do this: its controller, restarted with it,
+    /// still holds the dead broker's registration until its session expires
+    /// (9 s), fences it then, every partition is briefly without a leader,
+    /// and the transaction coordinator drops the commit markers it had yet
+    /// to write as if the partitions were deleted ("Couldn't find leader
+    /// endpoint ... likely deleted"). Seen on Apache Kafka 4.4: a
+    /// transaction committed before the crash kept its outputs but lost
+    /// its input offsets, and exactly-once showed 850 duplicates.
+    pub fn start_split() -> Broker {
+        let port = free_port();
+        let mut b = Broker {
+            port,
+            advertised_port: port,
+            controller_port: free_port(),
+            dir: run_dir(),
+            child: None,
+            owned: true,
+            security: None,
+            split: Some(Split {
+                controller: None,
+                fenced_at_stop: None,
+            }),
         };
         b.format();
         b.restart();
@@ -104,6 +157,7 @@ impl Broker {
             dir,
             child: None,
             owned: true,
+            split: None,
             security: Some(Security {
                 pki,
                 sasl_ssl_port: free_port(),
@@ -165,13 +219,19 @@ impl Broker {
     }
 
     fn plain_properties(&self) -> String {
+        let (roles, voter) = match self.split {
+            Some(_) => ("broker", SPLIT_CONTROLLER_ID),
+            None => ("broker,controller", "1"),
+        };
         let p = [
-            ("process.roles", "broker,controller".to_owned()),
+            ("process.roles", roles.to_owned()),
             ("node.id", "1".to_owned()),
             (
                 "controller.quorum.voters",
-                format!("1@127.0.0.1:{}", self.controller_port),
+                format!("{voter}@127.0.0.1:{}", self.controller_port),
             ),
+            // Heard by a split controller well within its session.
+            ("broker.heartbeat.interval.ms", "250".to_owned()),
             ("controller.listener.names", "CONTROLLER".to_owned()),
             ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
             ("listeners", self.listeners(self.port)),
@@ -216,7 +276,7 @@ impl Broker {
     /// advertised: the caller adds it).
     fn listeners(&self, plain_port: u16) -> String {
         let mut l = format!("PLAINTEXT://127.0.0.1:{plain_port}");
-        if plain_port == self.port {
+        if plain_port == self.port && self.split.is_none() {
             l.push_str(&format!(",CONTROLLER://127.0.0.1:{}", self.controller_port));
         }
         if let Some(sec) = &self.security {
@@ -261,11 +321,49 @@ impl Broker {
         p.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
 
-    /// Writes the configuration and formats the log directory (a new cluster).
+    /// The split controller's configuration.
+    fn controller_properties(&self) -> String {
+        let p = [
+            ("process.roles", "controller".to_owned()),
+            ("node.id", SPLIT_CONTROLLER_ID.to_owned()),
+            (
+                "controller.quorum.voters",
+                format!("{SPLIT_CONTROLLER_ID}@127.0.0.1:{}", self.controller_port),
+            ),
+            ("controller.listener.names", "CONTROLLER".to_owned()),
+            (
+                "listeners",
+                format!("CONTROLLER://127.0.0.1:{}", self.controller_port),
+            ),
+            (
+                "listener.security.protocol.map",
+                "CONTROLLER:PLAINTEXT".to_owned(),
+            ),
+            (
+                "log.dirs",
+                self.dir.join("controller").display().to_string(),
+            ),
+            ("broker.session.timeout.ms", SPLIT_SESSION_MS.to_owned()),
+        ];
+        p.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+
+    /// Writes the configuration and formats the log directory (a new
+    /// cluster), and the split controller's.
     fn format(&self) {
         std::fs::create_dir_all(&self.dir).unwrap();
         std::fs::write(self.dir.join("server.properties"), self.server_properties()).unwrap();
         std::fs::write(self.dir.join("log4j2.properties"), LOG4J2).unwrap();
+        if self.split.is_some() {
+            let config = self.dir.join("controller.properties");
+            std::fs::write(&config, self.controller_properties()).unwrap();
+            self.format_with(&config);
+        }
+        self.format_with(&self.dir.join("server.properties"));
+    }
+
+    /// Formats the storage of the node configured in `config`.
+    fn format_with(&self, config: &Path) {
         let out = self
             .java()
             .args([
@@ -277,7 +375,7 @@ impl Broker {
                 "q1Sh-9_ISia_zwGINzRvyQ",
                 "--config",
             ])
-            .arg(self.dir.join("server.properties"))
+            .arg(config)
             .args(self.scram_args())
             .output()
             .unwrap_or_else(|e| panic!("cannot run java (scripts/test.sh installs it): {e}"));
@@ -328,17 +426,34 @@ impl Broker {
     /// Starts the broker process (again), on the same ports and data.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "broker already running");
+        let needs_controller = self.split.as_ref().is_some_and(|s| s.controller.is_none());
+        if needs_controller {
+            let controller =
+                Some(self.spawn_node("controller.properties", "controller.log", "256m"));
+            if let Some(split) = self.split.as_mut() {
+                split.controller = controller;
+            }
+        }
+        if let Some(before) = self.split.as_mut().and_then(|s| s.fenced_at_stop.take()) {
+            self.wait_fenced(before);
+        }
+        self.child = Some(self.spawn_node("server.properties", "broker.log", "768m"));
+        self.wait_ready();
+    }
+
+    /// Starts the Kafka node configured in `config`, logging to `log`.
+    fn spawn_node(&self, config: &str, log: &str, heap: &str) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("broker.log"))
+            .open(self.dir.join(log))
             .unwrap();
         let mut cmd = self.java();
         // kafka-server-start.sh's JVM flags, with a smaller heap: a test
         // broker holds little, and several run at once on two cores.
         cmd.args([
             "-Xms128m",
-            "-Xmx768m",
+            &format!("-Xmx{heap}"),
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-XX:InitiatingHeapOccupancyPercent=35",
@@ -346,12 +461,29 @@ impl Broker {
             "-Djava.awt.headless=true",
             "kafka.Kafka",
         ])
-        .arg(self.dir.join("server.properties"))
+        .arg(self.dir.join(config))
         .stdout(log.try_clone().unwrap())
         .stderr(log);
         die_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().expect("java starts"));
-        self.wait_ready();
+        cmd.spawn().expect("java starts")
+    }
+
+    /// How often the split controller has fenced the broker (its log says
+    /// so each time, when it happens).
+    fn times_fenced(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("controller.log"))
+            .unwrap_or_default()
+            .matches("Fencing broker 1 ")
+            .count()
+    }
+
+    /// Waits until the split controller has fenced the killed broker.
+    fn wait_fenced(&self, before: usize) {
+        wait_for(
+            "the controller to fence the killed broker",
+            Duration::from_secs(60),
+            || self.times_fenced() > before,
+        );
     }
 
     /// Waits until the broker answers metadata with itself as a broker
@@ -392,9 +524,13 @@ impl Broker {
     /// Kills the broker process (SIGKILL): no clean shutdown, as in a crash.
     pub fn stop(&mut self) {
         assert!(self.owned, "the shared broker cannot be stopped");
+        let fenced = self.split.is_some().then(|| self.times_fenced());
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            if let Some(split) = self.split.as_mut() {
+                split.fenced_at_stop = fenced;
+            }
         }
     }
 
@@ -438,7 +574,8 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        let controller = self.split.as_mut().and_then(|s| s.controller.take());
+        for mut c in self.child.take().into_iter().chain(controller) {
             let _ = c.kill();
             let _ = c.wait();
         }
