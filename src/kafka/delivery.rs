@@ -657,6 +657,18 @@ impl<T> Deliveries<T> {
     }
 }
 
+#[cfg(test)]
+impl<T> Deliveries<T> {
+    /// For tests: deliveries to a broker no one listens on (librdkafka
+    /// reports every broker down), with `health` and fresh metrics.
+    pub(crate) fn unreachable(health: Arc<Health>) -> Deliveries<T> {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1");
+        let metrics = Arc::new(Metrics::new().expect("metrics register"));
+        Deliveries::new(&config, health, metrics, 100).expect("a producer")
+    }
+}
+
 fn error_label(error: &KafkaError) -> String {
     match error {
         KafkaError::MessageProduction(code) => format!("{code:?}"),
@@ -705,12 +717,8 @@ mod tests {
     /// counts as failing (readiness down) and is due to be re-sent.
     #[test]
     fn an_unconfirmed_record_is_held_and_re_sent_not_acknowledged() {
-        let mut config = rdkafka::ClientConfig::new();
-        config.set("bootstrap.servers", "127.0.0.1:1");
         let health = Arc::new(Health::default());
-        let metrics = Arc::new(Metrics::new().unwrap());
-        let mut d: Deliveries<u32> =
-            Deliveries::new(&config, health.clone(), metrics, 100).unwrap();
+        let mut d: Deliveries<u32> = Deliveries::unreachable(health.clone());
         let record = || OutRecord {
             topic: "t".into(),
             key: None,
@@ -738,13 +746,8 @@ mod tests {
     /// crash): it is never re-sent; the transaction is to be aborted.
     #[test]
     fn an_unconfirmed_record_in_a_transaction_is_not_re_sent_but_makes_it_uncertain() {
-        let mut config = rdkafka::ClientConfig::new();
-        config.set("bootstrap.servers", "127.0.0.1:1");
-        let health = Arc::new(Health::default());
-        let metrics = Arc::new(Metrics::new().unwrap());
-        let mut d: Deliveries<u32> = Deliveries::new(&config, health.clone(), metrics, 100)
-            .unwrap()
-            .transactional();
+        let mut d: Deliveries<u32> =
+            Deliveries::unreachable(Arc::new(Health::default())).transactional();
         d.send(
             OutRecord {
                 topic: "t".into(),
