@@ -95,7 +95,8 @@ impl std::fmt::Display for AckWithoutOffset {
 }
 
 /// Producer callbacks: delivery reports into a batch the loop takes after
-/// each `poll` (on the same thread: the lock is never contended); client errors
+/// each `poll` (contended only while a transaction call's flush, on a
+/// helper thread, polls too); client errors
 /// mark the brokers unreachable, so readiness drops during an outage even
 /// while nothing is consumed.
 pub struct OutputContext {
@@ -250,7 +251,7 @@ pub struct Deliveries<T> {
 }
 
 /// A handle on a client's main queue, for its length only.
-struct MainQueue(*mut rdsys::rd_kafka_queue_t);
+pub(crate) struct MainQueue(*mut rdsys::rd_kafka_queue_t);
 
 // SAFETY: librdkafka's queue handles may be used from any thread; this one
 // is only asked its length, and destroyed once.
@@ -258,13 +259,13 @@ unsafe impl Send for MainQueue {}
 unsafe impl Sync for MainQueue {}
 
 impl MainQueue {
-    fn of(producer: &BaseProducer<OutputContext>) -> MainQueue {
+    pub(crate) fn of<C: ProducerContext>(producer: &BaseProducer<C>) -> MainQueue {
         // SAFETY: the client is alive; the handle is a new reference,
         // released in `drop`, and the producer outlives it (field order).
         MainQueue(unsafe { rdsys::rd_kafka_queue_get_main(producer.client().native_ptr()) })
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         // SAFETY: a valid handle until `drop`.
         self.0.is_null() || unsafe { rdsys::rd_kafka_queue_length(self.0) } == 0
     }
@@ -587,6 +588,12 @@ impl<T> Deliveries<T> {
     fn untracked_settled(&mut self, outcome: &Delivered) {
         let failed = match outcome {
             Delivered::Failed(e) => Some(e),
+            // In a transaction it may be missing from the commit, which
+            // then cannot promise the ids it keeps: aborted instead.
+            Delivered::Unconfirmed if self.transactional => {
+                self.uncertain = true;
+                None
+            }
             Delivered::Acked | Delivered::Unconfirmed => None,
         };
         let was_failing = std::mem::replace(&mut self.changelog_failing, failed.is_some());
@@ -774,5 +781,23 @@ mod tests {
             !d.uncertain() && d.is_empty(),
             "the next transaction starts clean"
         );
+    }
+
+    /// A changelog record reported without an offset may be missing from
+    /// the commit, which would then lose the id it keeps: in a transaction
+    /// it makes the transaction uncertain too; at-least-once it is ignored.
+    #[test]
+    fn an_unconfirmed_changelog_record_makes_only_a_transaction_uncertain() {
+        let mut eos: Deliveries<u32> =
+            Deliveries::unreachable(Arc::new(Health::default())).transactional();
+        let mut alo: Deliveries<u32> = Deliveries::unreachable(Arc::new(Health::default()));
+        let mut out = Vec::new();
+        for d in [&mut eos, &mut alo] {
+            d.buf.push((UNTRACKED, Delivered::Unconfirmed));
+            d.settle_reports(&mut out);
+        }
+        assert!(eos.uncertain(), "the transaction must be aborted");
+        assert!(!alo.uncertain());
+        assert!(out.is_empty());
     }
 }

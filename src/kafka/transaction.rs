@@ -21,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::backoff::Backoff;
 use crate::config::Settings;
+use crate::kafka::delivery::MainQueue;
 use crate::kafka::offsets::{Partition, Ticket};
 use crate::kafka::processor::Prepared;
 use crate::ops::health::Health;
@@ -250,57 +251,39 @@ impl Transactions {
         if self.opened.is_none() {
             return Ok(0);
         }
+        // One deadline for both calls: the loop is marked alive no longer.
+        let deadline = Instant::now() + self.timeout;
         let offsets = self.to_commit();
         if offsets.count() > 0 {
             // None only before the consumer joined its group.
             let group = consumer.group_metadata().ok_or(TxnError::Abortable(
                 KafkaError::ConsumerCommit(RDKafkaErrorCode::State),
             ))?;
-            self.retrying(producer, health, |p, t| {
+            retrying(producer, health, deadline, |p, t| {
                 p.send_offsets_to_transaction(&offsets, &group, t)
             })?;
         }
-        self.retrying(producer, health, |p, t| p.commit_transaction(t))?;
+        retrying(producer, health, deadline, |p, t| p.commit_transaction(t))?;
         Ok(self.committed())
     }
 
-    /// Aborts the open transaction (if any); the caller rewinds. The
-    /// producer is polled between tries: the purged records' delivery
-    /// reports must be served for the abort to finish.
+    /// Aborts the open transaction (if any); the caller rewinds. Returns
+    /// the input records it covered. The producer is polled between tries:
+    /// the purged records' delivery reports must be served for the abort to
+    /// finish.
     pub fn abort<C: ProducerContext>(
         &mut self,
         producer: &BaseProducer<C>,
         health: &Health,
-    ) -> Result<(), TxnError> {
+    ) -> Result<usize, TxnError> {
         let open = self.opened.is_some();
-        self.close();
+        let records = self.close();
         self.resume_at = Some(Instant::now() + self.backoff.next_delay());
         if open {
-            self.retrying(producer, health, |p, t| p.abort_transaction(t))?;
+            let deadline = Instant::now() + self.timeout;
+            retrying(producer, health, deadline, |p, t| p.abort_transaction(t))?;
         }
-        Ok(())
-    }
-
-    /// Calls `op` in short slices until it succeeds, fails for good, or
-    /// the transaction timeout's half passes, polling the producer between.
-    fn retrying<C: ProducerContext>(
-        &self,
-        producer: &BaseProducer<C>,
-        health: &Health,
-        op: impl Fn(&BaseProducer<C>, Duration) -> KafkaResult<()> + Sync,
-    ) -> Result<(), TxnError> {
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            match serving_meanwhile(producer, health, deadline, || op(producer, TXN_SLICE)) {
-                Ok(()) => return Ok(()),
-                Err(KafkaError::Transaction(e))
-                    if e.is_retriable() && !e.txn_requires_abort() && Instant::now() < deadline =>
-                {
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err(e) => return Err(TxnError::of(e)),
-            }
-        }
+        Ok(records)
     }
 
     fn close(&mut self) -> usize {
@@ -310,6 +293,40 @@ impl Transactions {
         std::mem::take(&mut self.records)
     }
 }
+
+/// Calls `op` in short slices until it succeeds, fails for good, or
+/// `deadline` passes, serving the producer meanwhile. rust-rdkafka's commit
+/// first flushes, and a flush that times out (a changelog record still in
+/// flight) is retried like a coordinator call that timed out.
+fn retrying<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    health: &Health,
+    deadline: Instant,
+    op: impl Fn(&BaseProducer<C>, Duration) -> KafkaResult<()> + Sync,
+) -> Result<(), TxnError> {
+    loop {
+        match serving_meanwhile(producer, health, deadline, || op(producer, TXN_SLICE)) {
+            Ok(()) => return Ok(()),
+            Err(e) if retriable(&e) && Instant::now() < deadline => {
+                producer.poll(Duration::from_millis(10));
+            }
+            Err(e) => return Err(TxnError::of(e)),
+        }
+    }
+}
+
+/// Whether a transaction call's failure may be retried as it is.
+fn retriable(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(e) => e.is_retriable() && !e.txn_requires_abort(),
+        KafkaError::Flush(code) => *code == RDKafkaErrorCode::OperationTimedOut,
+        _ => false,
+    }
+}
+
+/// Most events served per wake while a transaction call runs (a bound, as
+/// in the loop's own drain).
+const MAX_SERVED_PER_WAKE: usize = 4096;
 
 /// Runs `call`, a blocking call to the transaction coordinator, on a
 /// helper thread while this one serves the producer's callbacks and marks
@@ -323,16 +340,30 @@ fn serving_meanwhile<C: ProducerContext, R: Send>(
     producer: &BaseProducer<C>,
     health: &Health,
     deadline: Instant,
-    call: impl FnOnce() -> R + Send,
+    call: impl Fn() -> R + Sync,
 ) -> R {
+    let events = MainQueue::of(producer);
+    let call = &call;
     std::thread::scope(|scope| {
         let (done, result) = std::sync::mpsc::channel();
-        let helper = scope.spawn(move || {
-            // Only fails once this thread stopped waiting, to unwind.
-            let _ = done.send(call());
-        });
+        let spawned = std::thread::Builder::new()
+            .name("codat-txn".into())
+            .spawn_scoped(scope, move || {
+                // Only fails once this thread stopped waiting, to unwind.
+                let _ = done.send(call());
+            });
+        let Ok(helper) = spawned else {
+            // No thread to be had: the call runs here, as it once did.
+            return call();
+        };
         loop {
             producer.poll(Duration::ZERO);
+            for _ in 1..MAX_SERVED_PER_WAKE {
+                if events.is_empty() {
+                    break;
+                }
+                producer.poll(Duration::ZERO);
+            }
             if Instant::now() < deadline {
                 health.beat();
             }
@@ -486,6 +517,20 @@ mod tests {
             0,
             "past its deadline the call no longer counts as the loop's life"
         );
+    }
+
+    /// rust-rdkafka's commit flushes first, and its flush's timeout is a
+    /// `Flush` error: a changelog record slow to be acknowledged must not
+    /// abort the transaction while time is left.
+    #[test]
+    fn a_flush_that_timed_out_is_retried_like_a_coordinator_call() {
+        assert!(retriable(&KafkaError::Flush(
+            RDKafkaErrorCode::OperationTimedOut
+        )));
+        assert!(!retriable(&KafkaError::Flush(RDKafkaErrorCode::Fenced)));
+        assert!(!retriable(&KafkaError::ConsumerCommit(
+            RDKafkaErrorCode::State
+        )));
     }
 
     #[test]

@@ -219,9 +219,11 @@ impl Broker {
     }
 
     fn plain_properties(&self) -> String {
-        let (roles, voter) = match self.split {
-            Some(_) => ("broker", SPLIT_CONTROLLER_ID),
-            None => ("broker,controller", "1"),
+        // A split broker heartbeats often enough to be heard well within
+        // its controller's short session; a combined node keeps the default.
+        let (roles, voter, heartbeat_ms) = match self.split {
+            Some(_) => ("broker", SPLIT_CONTROLLER_ID, "250"),
+            None => ("broker,controller", "1", "2000"),
         };
         let p = [
             ("process.roles", roles.to_owned()),
@@ -230,8 +232,7 @@ impl Broker {
                 "controller.quorum.voters",
                 format!("{voter}@127.0.0.1:{}", self.controller_port),
             ),
-            // Heard by a split controller well within its session.
-            ("broker.heartbeat.interval.ms", "250".to_owned()),
+            ("broker.heartbeat.interval.ms", heartbeat_ms.to_owned()),
             ("controller.listener.names", "CONTROLLER".to_owned()),
             ("inter.broker.listener.name", "PLAINTEXT".to_owned()),
             ("listeners", self.listeners(self.port)),

@@ -96,8 +96,9 @@ const PAUSE_AFTER: Duration = Duration::from_secs(30);
 pub enum RunOutcome {
     /// Every in-flight record was acknowledged and committed.
     Drained,
-    /// The drain bound passed first; this many records were not
-    /// acknowledged and will be consumed again.
+    /// The drain bound passed first, or the last transaction was aborted;
+    /// this many records were not acknowledged and committed, and will be
+    /// consumed again.
     DrainTimedOut {
         /// Records abandoned.
         abandoned: usize,
@@ -319,7 +320,8 @@ fn finish(
     } else {
         warn!(
             abandoned,
-            "drain timed out: unacknowledged records will be consumed again"
+            "drain timed out, or its last transaction was aborted: \
+             uncommitted records will be consumed again"
         );
         Ok(RunOutcome::DrainTimedOut { abandoned })
     }
@@ -362,14 +364,16 @@ impl Hot<'_, '_> {
                 }
             }
             if let Some(deadline) = drain_deadline {
-                if self.io.deliveries.is_empty() {
-                    self.end_transaction(shutdown).await?;
-                    return Ok(0);
+                // An uncertain transaction only waits to be aborted.
+                if self.io.deliveries.is_empty() || self.io.deliveries.uncertain() {
+                    // Records of a last transaction aborted are not
+                    // committed: the run did not drain.
+                    return self.end_transaction(shutdown).await;
                 }
                 if Instant::now() >= deadline {
                     let abandoned = self.io.deliveries.len();
-                    self.abort_and_rewind("the drain timeout passed")?;
-                    return Ok(abandoned);
+                    let aborted = self.abort_and_rewind("the drain timeout passed")?;
+                    return Ok(abandoned.max(aborted));
                 }
             }
             if drain_deadline.is_none() {
@@ -387,7 +391,9 @@ impl Hot<'_, '_> {
             };
             self.io.deliveries.poll(wait, &mut self.io.outcomes);
             self.settle_all(shutdown).await;
-            if self.io.txn.as_ref().is_some_and(Transactions::due) {
+            let uncertain = self.io.deliveries.uncertain();
+            if uncertain || self.io.txn.as_ref().is_some_and(Transactions::due) {
+                // Records an abort gave back are consumed again.
                 self.end_transaction(shutdown).await?;
             }
             if consumed == 0 && self.io.deliveries.is_empty() && drain_deadline.is_none() {
@@ -474,7 +480,7 @@ impl Hot<'_, '_> {
         if revoked && self.io.txn.as_ref().is_some_and(Transactions::pending) {
             // Revoked mid-transaction: abort it and rewind; this record is
             // fetched again.
-            return self.abort_and_rewind("partitions were revoked");
+            return self.abort_and_rewind("partitions were revoked").map(drop);
         }
         let headers = InHeaders::of(message);
         let input = Input {

@@ -50,14 +50,15 @@ pub(super) fn init(
 impl Hot<'_, '_> {
     /// Commits the open transaction once every output is acknowledged, or
     /// aborts it and rewinds (partitions revoked, an output refused or
-    /// failing, the commit refused). A fatal error (fenced) stops the
+    /// failing, the commit refused); returns the input records an abort
+    /// gave back (0 when committed). A fatal error (fenced) stops the
     /// pipeline: a newer instance holds the transactional id.
     pub(super) async fn end_transaction<F: Future<Output = ()> + Clone>(
         &mut self,
         shutdown: &F,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<usize, PipelineError> {
         if !self.io.txn.as_ref().is_some_and(Transactions::pending) {
-            return Ok(());
+            return Ok(0);
         }
         if self.sync_assignment() {
             return self.abort_and_rewind("partitions were revoked");
@@ -97,7 +98,7 @@ impl Hot<'_, '_> {
             return self.abort_and_rewind("partitions were revoked");
         }
         let Some(txn) = self.io.txn.as_mut() else {
-            return Ok(());
+            return Ok(0);
         };
         match txn.commit(
             self.io.deliveries.producer(),
@@ -106,7 +107,7 @@ impl Hot<'_, '_> {
         ) {
             Ok(records) => {
                 TransactionCommitted { records }.emit(self.io.metrics);
-                Ok(())
+                Ok(0)
             }
             Err(TxnError::Fatal(e)) => Err(PipelineError::Kafka(e)),
             Err(TxnError::Abortable(e)) => self.abort_and_rewind(&e.to_string()),
@@ -120,16 +121,19 @@ impl Hot<'_, '_> {
     /// Aborts the open transaction, forgets what was in flight or kept,
     /// seeks back to where the transaction began, and restores the
     /// de-duplication windows (they held the aborted outputs' ids).
-    pub(super) fn abort_and_rewind(&mut self, why: &str) -> Result<(), PipelineError> {
+    /// Returns the input records the aborted transaction covered: they are
+    /// consumed again.
+    pub(super) fn abort_and_rewind(&mut self, why: &str) -> Result<usize, PipelineError> {
         let Some(txn) = self.io.txn.as_mut() else {
-            return Ok(());
+            return Ok(0);
         };
         TransactionAborted { why }.emit(self.io.metrics);
-        if let Err(TxnError::Fatal(e) | TxnError::Abortable(e)) =
-            txn.abort(self.io.deliveries.producer(), self.io.health)
-        {
-            return Err(PipelineError::Kafka(e));
-        }
+        let records = match txn.abort(self.io.deliveries.producer(), self.io.health) {
+            Ok(records) => records,
+            Err(TxnError::Fatal(e) | TxnError::Abortable(e)) => {
+                return Err(PipelineError::Kafka(e));
+            }
+        };
         // Sought before the tracker forgets the aborted records: the rewind
         // targets are those of the partitions' current assignment epochs.
         let tracker = self.io.tracker;
@@ -146,7 +150,7 @@ impl Hot<'_, '_> {
                 crate::ops::events::DedupRestoreFailed { error: &error }.emit(self.io.metrics);
             }
         }
-        Ok(())
+        Ok(records)
     }
 }
 
