@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::core::event_type;
+use crate::core::json_scan::SplitObject;
 use crate::core::json_trusted::{self, Nested};
 use crate::core::raw_json::{self, JsonFault, RawObject};
 use crate::core::rejection::Rejection;
@@ -49,12 +50,22 @@ pub struct PayloadRefs<'a> {
 /// (or none) would give the envelope a different company than every other
 /// reader of the same payload sees.
 pub fn refs<'a>(event_type: &str, payload: &'a str) -> Result<PayloadRefs<'a>, Rejection> {
+    match json_trusted::object_members_nested(payload, &is_path_head) {
+        Ok(Some(split)) => refs_of_split(event_type, Ok(split)),
+        Ok(None) => Ok(PayloadRefs::default()),
+        Err(fault) => refs_of_split(event_type, Err(fault)),
+    }
+}
+
+/// [`refs`] of a payload object already split (with its path heads, as
+/// [`json_trusted::object_members_nested`] splits them), or the fault of
+/// one of its keys.
+pub fn refs_of_split<'a>(
+    event_type: &str,
+    split: SplitObject<'a>,
+) -> Result<PayloadRefs<'a>, Rejection> {
     let at_payload = |f: JsonFault| f.at("`payload`");
-    let Some((members, nested)) =
-        json_trusted::object_members_nested(payload, &is_path_head).map_err(at_payload)?
-    else {
-        return Ok(PayloadRefs::default());
-    };
+    let (members, nested) = split.map_err(at_payload)?;
     raw_json::check_unique_keys(&members, false).map_err(at_payload)?;
     let payload = Level {
         members: &members,
@@ -80,7 +91,7 @@ pub fn refs<'a>(event_type: &str, payload: &'a str) -> Result<PayloadRefs<'a>, R
 /// Whether `key` leads to an object on some id path (`referenceCompany`,
 /// `connection`): those are split in the payload's own scan.
 /// (`the_path_heads_are_those_of_the_tables` keeps the two in step.)
-fn is_path_head(key: &str) -> bool {
+pub fn is_path_head(key: &str) -> bool {
     matches!(key, "referenceCompany" | "connection")
 }
 

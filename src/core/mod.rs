@@ -12,6 +12,7 @@ pub mod event_key;
 pub mod event_payload;
 pub mod event_type;
 pub mod headers;
+pub mod json_scan;
 pub mod json_string;
 pub mod json_trusted;
 pub mod legacy;

@@ -13,6 +13,7 @@ use crate::core::envelope::{
 use crate::core::event_payload;
 use crate::core::event_type;
 use crate::core::headers::HeaderLookup;
+use crate::core::json_scan;
 use crate::core::legacy;
 use crate::core::raw_json::{self, Kind, OutJson, RawObject};
 use crate::core::redact::Redaction;
@@ -136,7 +137,7 @@ fn envelope_of<'a, H: HeaderLookup + ?Sized>(
     })?;
     // Some HTTP stacks keep a UTF-8 byte-order mark; JSON parsers refuse it.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let top = parse_top_object(text)?;
+    let (top, split) = parse_top_object(text)?;
 
     let webhook_id = headers
         .header(WEBHOOK_ID_HEADER)
@@ -181,18 +182,37 @@ fn envelope_of<'a, H: HeaderLookup + ?Sized>(
                 redacted_paths: Vec::new(),
             })
         }
-        shape @ (Shape::Event | Shape::Generic) => event_like(shape, &top, body, ingest, source),
+        shape @ (Shape::Event | Shape::Generic) => {
+            event_like(shape, &top, split, body, ingest, source)
+        }
     }
 }
 
+/// A `payload` or `data` object split in the validating pass, by its
+/// index among the top-level members.
+type BodySplit<'a> = Vec<(usize, json_scan::SplitObject<'a>)>;
+
+/// Whether the object under `key` is split in the validating pass: the
+/// body of an event (`payload`) or a generic message (`data`).
+fn is_body_key(key: &str) -> bool {
+    matches!(key, "payload" | "data")
+}
+
 /// The body's top-level object, or why it is not one.
-fn parse_top_object(text: &str) -> Result<RawObject<'_>, Rejection> {
-    // The common case in one pass: an object with decodable keys, split
-    // into members while serde_json validates it. Anything else fails
-    // here and is read again below only to name the fault.
+fn parse_top_object(text: &str) -> Result<(RawObject<'_>, BodySplit<'_>), Rejection> {
+    // The common case in one pass: an object with decodable keys,
+    // validated and split, its payload too. Anything else fails here and
+    // is read again below (by serde_json) only to name the fault.
+    if let Some(scanned) = json_scan::scan(text, &is_body_key, &event_payload::is_path_head) {
+        let top = RawObject {
+            members: scanned.top,
+        };
+        top.check_unique(false).map_err(|f| f.at("the body"))?;
+        return Ok((top, scanned.split));
+    }
     if let Ok(top) = serde_json::from_str::<RawObject>(text) {
         top.check_unique(false).map_err(|f| f.at("the body"))?;
-        return Ok(top);
+        return Ok((top, Vec::new()));
     }
     let raw: &RawValue = serde_json::from_str(text).map_err(|e| {
         Rejection::new(
@@ -201,7 +221,7 @@ fn parse_top_object(text: &str) -> Result<RawObject<'_>, Rejection> {
         )
     })?;
     let top = RawObject::parse(raw.get()).map_err(|f| f.at("the body"))?;
-    top.ok_or_else(|| {
+    let top = top.ok_or_else(|| {
         Rejection::new(
             RejectReason::NotAnObject,
             format!(
@@ -209,13 +229,15 @@ fn parse_top_object(text: &str) -> Result<RawObject<'_>, Rejection> {
                 raw_json::kind(raw.get()).name()
             ),
         )
-    })
+    })?;
+    Ok((top, Vec::new()))
 }
 
 /// EVENT and GENERIC bodies: the same fields, the body under `payload` or `data`.
 fn event_like<'a>(
     shape: Shape,
     top: &RawObject<'a>,
+    split: BodySplit<'a>,
     body: &'a [u8],
     ingest: Ingest<'a>,
     source: Cow<'a, str>,
@@ -273,7 +295,12 @@ fn event_like<'a>(
         }
     }
 
-    let refs = event_payload::refs(&event_type, payload)?;
+    // The payload as split in the validating pass, or split now.
+    let at = top.members.iter().position(|(k, _)| k == body_key);
+    let refs = match split.into_iter().find(|(i, _)| Some(*i) == at) {
+        Some((_, payload)) => event_payload::refs_of_split(&event_type, payload)?,
+        None => event_payload::refs(&event_type, payload)?,
+    };
     Ok(Envelope {
         id,
         id_source,
