@@ -163,12 +163,13 @@ impl<'a> Scan<'a> {
         }
         loop {
             let (quoted, escaped) = self.string()?;
-            let key = match json_string::decode_scanned(quoted, escaped) {
-                Ok(key) => key,
-                Err(f) => {
+            let key = match quoted.get(1..quoted.len() - 1) {
+                // Without an escape the text between the quotes is the key.
+                Some(plain) if !escaped => Cow::Borrowed(plain),
+                _ => json_string::decode_scanned(quoted, escaped).unwrap_or_else(|f| {
                     fault.get_or_insert(f);
                     Cow::Borrowed("")
-                }
+                }),
             };
             self.space();
             self.eat(b':')?;
