@@ -93,23 +93,31 @@ pub const WRITE_DATA_TYPES: &[&str] = &[
 /// The outcomes of a published write event.
 pub const WRITE_OUTCOMES: &[&str] = &["successful", "unsuccessful"];
 
+/// The bytes of an event type: `[A-Za-z0-9_-]` and the dot.
+const SEGMENT_OR_DOT: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.';
+        c += 1;
+    }
+    table
+};
+
 /// Checks that `t` is dot-separated segments of `[A-Za-z0-9_-]`, none empty,
 /// at most [`MAX_EVENT_TYPE_LEN`] bytes: safe as a Kafka topic name suffix
 /// and as a metric label.
 pub fn validate(t: &str) -> Result<(), Rejection> {
     let ok_len = !t.is_empty() && t.len() <= MAX_EVENT_TYPE_LEN;
-    // One pass over the bytes: every segment non-empty means no dot
-    // first, last or after another dot.
-    let mut after_dot = true;
-    let ok_chars = t.bytes().all(|b| {
-        let ok = if b == b'.' {
-            !after_dot
-        } else {
-            b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
-        };
-        after_dot = b == b'.';
-        ok
-    }) && !after_dot;
+    // Every byte a segment byte or a dot, and every segment non-empty: no
+    // dot first, last or after another dot. A table, not a branch per
+    // byte: this runs on every event.
+    let b = t.as_bytes();
+    let ok_chars = b.iter().all(|&c| SEGMENT_OR_DOT[usize::from(c)])
+        && b.first() != Some(&b'.')
+        && b.last() != Some(&b'.')
+        && !b.windows(2).any(|w| w == b"..");
     if ok_len && ok_chars {
         Ok(())
     } else {
