@@ -197,6 +197,26 @@ pub fn array_items(raw: &str) -> Option<Vec<&str>> {
     (kind(raw) == Kind::Array).then(|| json_trusted::array_items(raw).collect())
 }
 
+/// The dot-separated segments of a mapping path: `path.split('.')`
+/// without a searcher to set up per call (paths are short; the legacy
+/// rewrite splits several per body).
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(path);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.bytes().position(|b| b == b'.') {
+            Some(at) => {
+                rest = text.get(at + 1..);
+                text.get(..at)
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
 /// JSON to be written: raw input slices arranged into new objects.
 #[derive(Debug, Clone)]
 pub enum OutJson<'a> {
@@ -258,7 +278,7 @@ impl<'a> OutJson<'a> {
     /// `[]` means the first element of an array), if set.
     pub fn get_path(&self, path: &str) -> Option<&OutJson<'a>> {
         let mut node = self;
-        for seg in path.split('.') {
+        for seg in segments(path) {
             let (key, array) = match seg.strip_suffix("[]") {
                 Some(key) => (key, true),
                 None => (seg, false),
@@ -284,7 +304,7 @@ impl<'a> OutJson<'a> {
         if self.get_path(path).is_some() {
             return false;
         }
-        let mut segs = path.split('.').peekable();
+        let mut segs = segments(path).peekable();
         let mut node = self;
         while let Some(seg) = segs.next() {
             if segs.peek().is_none() {
@@ -418,6 +438,24 @@ pub fn same_value(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_split_as_str_split_does() {
+        for path in [
+            "",
+            ".",
+            "a",
+            "a.b",
+            "a..b",
+            ".a.",
+            "dataTypes[].status",
+            "é.€",
+        ] {
+            let ours: Vec<&str> = segments(path).collect();
+            let theirs: Vec<&str> = path.split('.').collect();
+            assert_eq!(ours, theirs, "{path}");
+        }
+    }
 
     /// Valid JSON text, checked as the normaliser checks a body.
     fn raw(s: &str) -> &str {
