@@ -1,15 +1,17 @@
 //! One validating pass over a body: checks that it is a JSON object (the
 //! grammar of RFC 8259, nesting up to [`MAX_DEPTH`] levels) and, in
 //! the same pass, splits the levels the normaliser reads into members, so
-//! no byte of them is scanned twice. Before it, serde_json validated the
-//! body and `json_trusted` then scanned the payload again for its ids.
+//! their bytes are not scanned again (only keys with escapes are decoded
+//! by a second reader). Before it, serde_json validated the body and
+//! `json_trusted` then scanned the payload again for its ids.
 //!
 //! It is at least as strict as serde_json, never less: any body it does
 //! not accept is read again the old way (serde_json, then the trusted
 //! split), which accepts it or names its fault as before. So a rejection's
 //! reason and text stay serde_json's; only the accepted bodies take this
 //! path, and they are split exactly as serde_json and `json_trusted` split
-//! them (`tests::splits_as_serde_json_and_the_trusted_split_do`).
+//! them (`tests::bodies_split_as_serde_json_and_the_trusted_split_do` and
+//! the property tests beside it).
 //!
 //! Strings are checked for what serde_json refuses in any string (a
 //! control character, an unknown escape, a `\u` without four hex digits);
@@ -19,6 +21,14 @@ use std::borrow::Cow;
 
 use crate::core::json_string::{self, JsonFault};
 use crate::core::json_trusted::{Members, Nested};
+
+/// Most objects split at one level: a body has one `payload` or `data`, a
+/// payload one `referenceCompany` and one `connection`. Past it, an object
+/// is validated but not split, so a body repeating such a key (refused
+/// later as a duplicate) cannot make the split cost more memory than the
+/// members it holds: each split object reserves 16 members (640 bytes), so
+/// 1 MiB of `"data":{"a":1},` would otherwise hold about 45 MB at once.
+const MAX_SPLIT_PER_LEVEL: usize = 2;
 
 /// Deepest nesting this pass reads, the top-level object counted (it
 /// recurses: the bound keeps a hostile body off the stack). A deeper body
@@ -63,12 +73,12 @@ pub fn scan<'a>(
     let mut bodies = Vec::new();
     let (top, fault) = s
         .object(|s, key, at| {
-            if !split(key) {
+            if !split(key) || bodies.len() >= MAX_SPLIT_PER_LEVEL {
                 return Ok(false);
             }
             let mut inner = Vec::new();
             let (members, fault) = s.object(|s, key, at| {
-                if !nested(key) {
+                if !nested(key) || inner.len() >= MAX_SPLIT_PER_LEVEL {
                     return Ok(false);
                 }
                 let (members, fault) = s.object(|_, _, _| Ok(false))?;
@@ -114,7 +124,8 @@ impl<'a> Scan<'a> {
         Ok(())
     }
 
-    /// Into a container: one level deeper, within the bound.
+    /// Into a container: one level deeper, within the bound. Every
+    /// container left is left through [`Scan::leave`].
     fn enter(&mut self) -> Result<(), Invalid> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -125,8 +136,23 @@ impl<'a> Scan<'a> {
         Ok(())
     }
 
-    /// After a container's member or item: true at its end (consumed),
-    /// false after a `,` (and the space after it).
+    /// Past a container's closing bracket, one level up.
+    fn leave(&mut self) {
+        self.i += 1;
+        self.depth -= 1;
+    }
+
+    /// At an empty container's closing bracket: leaves it (true).
+    fn left_empty(&mut self, close: u8) -> bool {
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.leave();
+        }
+        empty
+    }
+
+    /// After a container's member or item: true at its end (left), false
+    /// after a `,` (and the space after it).
     fn next_or_end(&mut self, close: u8) -> Result<bool, Invalid> {
         self.space();
         match self.peek() {
@@ -136,8 +162,7 @@ impl<'a> Scan<'a> {
                 Ok(false)
             }
             Some(b) if b == close => {
-                self.i += 1;
-                self.depth -= 1;
+                self.leave();
                 Ok(true)
             }
             _ => Err(Invalid),
@@ -147,20 +172,19 @@ impl<'a> Scan<'a> {
     /// At a `{`: validates the object and returns its members, with the
     /// first fault of a key that did not decode (its member is kept, key
     /// empty). A member whose value is an object is offered to `split`
-    /// first (with its key and index), which reads it or declines.
+    /// first (with its key and index), which reads it (true) or declines
+    /// (false) without moving the cursor.
     fn object(
         &mut self,
         mut split: impl FnMut(&mut Self, &str, usize) -> Result<bool, Invalid>,
     ) -> Result<(Members<'a>, Option<JsonFault>), Invalid> {
         self.enter()?;
+        let mut fault = None;
+        if self.left_empty(b'}') {
+            return Ok((Vec::new(), fault));
+        }
         // Codat's objects rarely have more than a dozen members.
         let mut members = Vec::with_capacity(16);
-        let mut fault = None;
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            self.depth -= 1;
-            return Ok((members, fault));
-        }
         loop {
             let (quoted, escaped) = self.string()?;
             let key = match quoted.get(1..quoted.len() - 1) {
@@ -203,9 +227,7 @@ impl<'a> Scan<'a> {
 
     fn skip_object(&mut self) -> Result<(), Invalid> {
         self.enter()?;
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            self.depth -= 1;
+        if self.left_empty(b'}') {
             return Ok(());
         }
         loop {
@@ -222,9 +244,7 @@ impl<'a> Scan<'a> {
 
     fn skip_array(&mut self) -> Result<(), Invalid> {
         self.enter()?;
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            self.depth -= 1;
+        if self.left_empty(b']') {
             return Ok(());
         }
         loop {
