@@ -118,6 +118,8 @@ proptest! {
         let mut reference = Vec::new();
         codec.encode_with_apache_avro(&e, &mut reference).unwrap();
         prop_assert_eq!(&direct, &reference);
+        // The buffer is reserved once, for the whole datum.
+        prop_assert!(direct.len() <= codat_stream::core::avro_writer::len_bound(&e));
         prop_assert_eq!(codec.decode(&direct).unwrap(), e);
     }
 }

@@ -20,7 +20,7 @@ pub const ENVELOPE_FINGERPRINT: [u8; 8] = [0x57, 0xee, 0x5f, 0x2b, 0xf0, 0x4e, 0
 
 /// Appends the Avro binary datum of `e` to `out`.
 pub fn write_envelope(e: &Envelope<'_>, out: &mut Vec<u8>) {
-    out.reserve(192 + e.payload.len());
+    out.reserve(len_bound(e));
     string(out, &e.id);
     int(out, e.id_source as i64);
     string(out, &e.event_type);
@@ -49,6 +49,57 @@ pub fn write_envelope(e: &Envelope<'_>, out: &mut Vec<u8>) {
     ingest(out, &e.ingest);
     opt_string(out, e.time_original.as_deref());
     array_of_strings(out, e.redacted_paths.iter().map(|p| p.as_ref()));
+}
+
+/// Numbers and lengths [`write_envelope`] writes besides one per redacted
+/// path: each at most [`MAX_VARINT`] bytes (counted generously: six
+/// strings, five numbers, nine optional strings and the legacy union with
+/// its four at two each, the ingest's four, the array's two).
+const VARINTS: usize = 48;
+
+/// The longest varint of an Avro `long`.
+const MAX_VARINT: usize = 10;
+
+/// At least the size of `e`'s datum: [`write_envelope`] reserves it once
+/// (a fixed guess left nearly every record to grow the buffer: a tenth of
+/// a record's own work).
+pub fn len_bound(e: &Envelope<'_>) -> usize {
+    let opt = |s: Option<&str>| s.map_or(0, str::len);
+    let legacy = e.legacy.as_ref().map_or(0, |l| {
+        opt(l.rule_id.as_deref())
+            + opt(l.client_name.as_deref())
+            + opt(l.message.as_deref())
+            + opt(l.unmapped.as_deref())
+    });
+    let strings = [
+        &e.id,
+        &e.event_type,
+        &e.source,
+        &e.specversion,
+        &e.datacontenttype,
+        &e.payload,
+        &e.ingest.topic,
+    ]
+    .iter()
+    .map(|s| s.len())
+    .sum::<usize>()
+        + [
+            e.subject.as_deref(),
+            e.company_id.as_deref(),
+            e.connection_id.as_deref(),
+            e.client_id.as_deref(),
+            e.data_type.as_deref(),
+            e.legacy_rule_type.as_deref(),
+            e.extensions.as_deref(),
+            e.time_original.as_deref(),
+            e.ingest.webhook_id.as_deref(),
+        ]
+        .into_iter()
+        .map(opt)
+        .sum::<usize>()
+        + legacy
+        + e.redacted_paths.iter().map(|p| p.len()).sum::<usize>();
+    strings + MAX_VARINT * (VARINTS + e.redacted_paths.len())
 }
 
 fn legacy_rule(out: &mut Vec<u8>, l: &LegacyRule<'_>) {

@@ -71,6 +71,22 @@ impl OutHeaders {
     }
 }
 
+impl OutHeaders {
+    /// A copy of `pairs`, sized exactly: one allocation for the bytes and
+    /// one for the entries (collecting grew the buffer several times).
+    pub fn of(pairs: &[(&[u8], Option<&[u8]>)]) -> Self {
+        let bytes = pairs
+            .iter()
+            .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len))
+            .sum();
+        let mut headers = OutHeaders::with_capacity(pairs.len(), bytes);
+        for (k, v) in pairs {
+            headers.push(k, *v);
+        }
+        headers
+    }
+}
+
 impl<'a> FromIterator<(&'a [u8], Option<&'a [u8]>)> for OutHeaders {
     fn from_iter<I: IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>>(pairs: I) -> Self {
         let mut headers = OutHeaders::default();
