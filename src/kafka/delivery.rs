@@ -32,6 +32,7 @@ use crate::kafka::output::OutRecord;
 use crate::kafka::record_headers::owned_headers_of;
 use crate::ops::events::{
     ChangelogWriteFailed, Client, InternalEvent, ProduceFailed, ProduceRecovered, ProduceRefused,
+    UnconfirmedInTransaction,
 };
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
@@ -563,7 +564,7 @@ impl<T> Deliveries<T> {
                     }
                 }
                 // Left in flight, not re-sent: the transaction is aborted.
-                Delivered::Unconfirmed if self.transactional => self.uncertain = true,
+                Delivered::Unconfirmed if self.transactional => self.unconfirmed_in_transaction(),
                 Delivered::Unconfirmed => self.failed(*slot, &AckWithoutOffset, ACK_WITHOUT_OFFSET),
                 Delivered::Failed(KafkaError::MessageProduction(code)) if is_permanent(*code) => {
                     out.extend(self.refused(*slot, *code));
@@ -573,6 +574,16 @@ impl<T> Deliveries<T> {
         }
         self.buf = reports;
         self.buf.clear();
+    }
+
+    /// A report without an offset in a transaction: the transaction is
+    /// to be aborted.
+    fn unconfirmed_in_transaction(&mut self) {
+        self.uncertain = true;
+        UnconfirmedInTransaction {
+            code: ACK_WITHOUT_OFFSET,
+        }
+        .emit(&self.metrics);
     }
 
     /// Serves the producer's callbacks without waiting: before the loop
@@ -591,7 +602,7 @@ impl<T> Deliveries<T> {
             // In a transaction it may be missing from the commit, which
             // then cannot promise the ids it keeps: aborted instead.
             Delivered::Unconfirmed if self.transactional => {
-                self.uncertain = true;
+                self.unconfirmed_in_transaction();
                 None
             }
             Delivered::Acked | Delivered::Unconfirmed => None,
@@ -799,5 +810,12 @@ mod tests {
         assert!(eos.uncertain(), "the transaction must be aborted");
         assert!(!alo.uncertain());
         assert!(out.is_empty());
+        let counted = |d: &Deliveries<u32>| {
+            d.metrics
+                .produce_errors
+                .with_label_values(&[ACK_WITHOUT_OFFSET])
+                .get()
+        };
+        assert_eq!(counted(&eos), 1, "counted, as docs/operating.md says");
     }
 }

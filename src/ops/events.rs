@@ -107,6 +107,21 @@ impl<E: Display> InternalEvent for ProduceFailed<'_, E> {
     }
 }
 
+/// In a transaction, a record (or changelog record) was reported
+/// delivered without an offset: not re-sent, the transaction is aborted
+/// (`TransactionAborted` says so); counted as at-least-once counts it.
+pub struct UnconfirmedInTransaction<'a> {
+    /// The `code` label (`AckWithoutOffset`).
+    pub code: &'a str,
+}
+
+impl InternalEvent for UnconfirmedInTransaction<'_> {
+    fn emit(self, metrics: &Metrics) {
+        metrics.produce_errors.with_label_values(&[self.code]).inc();
+        debug!("an output was acknowledged without an offset: the transaction is to be aborted");
+    }
+}
+
 /// A de-duplication changelog write failed: the id stays remembered in
 /// memory, but a restart (or the partition's next owner) forgets it.
 pub struct ChangelogWriteFailed<'a, E: Display> {
