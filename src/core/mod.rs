@@ -13,6 +13,8 @@ pub mod event_payload;
 pub mod event_type;
 pub mod headers;
 pub mod json_scan;
+#[cfg(test)]
+mod json_strategy;
 pub mod json_string;
 pub mod json_trusted;
 pub mod legacy;

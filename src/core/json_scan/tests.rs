@@ -207,30 +207,9 @@ fn plain_string_text_ends_at_a_quote_a_backslash_or_a_control_character() {
     }
 }
 
+/// Keys that include those the scan splits under.
 fn json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        any::<String>().prop_map(Value::String),
-        "[\"\\\\{}\\[\\],: a\u{1}\u{7f}é]{0,12}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(6, 64, 8, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec(
-                (
-                    "payload|data|referenceCompany|connection|[a-z\"\\\\{]{0,4}",
-                    inner
-                ),
-                0..6
-            )
-            .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+    crate::core::json_strategy::json("payload|data|referenceCompany|connection|[a-z\"\\\\{]{0,4}")
 }
 
 /// A body-like object: the generated value under `payload`, beside others.
