@@ -22,14 +22,15 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientContext;
 use rdkafka::bindings as rdsys;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 
 use crate::backoff::Backoff;
 use crate::kafka::client_errors;
-use crate::kafka::output::OutRecord;
-use crate::kafka::record_headers::owned_headers_of;
+use crate::kafka::out_headers::OutHeaders;
+use crate::kafka::output::{OutRecord, Spare};
+use crate::kafka::record_headers::{header_pairs, owned_headers_of};
 use crate::ops::events::{
     ChangelogWriteFailed, Client, InternalEvent, ProduceFailed, ProduceRecovered, ProduceRefused,
     UnconfirmedInTransaction,
@@ -49,8 +50,33 @@ const WAIT_STEP: Duration = Duration::from_millis(1);
 /// each event carries a batch of reports).
 const MAX_POLLS_PER_DRAIN: usize = 4096;
 
-/// One delivery report: the record's slot and its outcome.
-type Report = (usize, Delivered);
+/// One delivery report: the record's slot, its outcome, and, unless it was
+/// acknowledged, a copy of what was sent: once librdkafka has taken a
+/// record, its copy is the only one, and a re-send or a dead letter is
+/// made from what the report hands back.
+type Report = (usize, Delivered, Option<Sent>);
+
+/// A record's key, value and headers, copied from its delivery report.
+#[derive(Debug)]
+struct Sent {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: OutHeaders,
+}
+
+impl Sent {
+    fn of(message: &BorrowedMessage<'_>) -> Self {
+        use rdkafka::Message;
+        Sent {
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers: message
+                .headers()
+                .map(|h| header_pairs(h).into_iter().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
 
 /// What librdkafka reported for one record.
 #[derive(Debug, Clone)]
@@ -134,10 +160,15 @@ impl ProducerContext for OutputContext {
                 .map(rdkafka::Message::offset)
                 .map_err(|(e, _)| e),
         );
+        let sent = match (&outcome, result) {
+            (Delivered::Acked, _) => None,
+            _ if slot == UNTRACKED => None,
+            (_, Ok(message) | Err((_, message))) => Some(Sent::of(message)),
+        };
         self.reports
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((slot, outcome));
+            .push((slot, outcome, sent));
         self.received.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -213,7 +244,11 @@ struct Retry {
 
 /// A record on its way, with what the pipeline gets back when it is acknowledged.
 struct Pending<T> {
+    /// The record until librdkafka takes it; then its topic alone (its
+    /// bytes are back from the report if it must be sent again).
     record: OutRecord,
+    /// librdkafka holds the record's only copy.
+    taken: bool,
     /// Built once; taken by the first send, rebuilt for re-sends.
     headers: Option<OwnedHeaders>,
     token: T,
@@ -234,6 +269,8 @@ pub struct Deliveries<T> {
     /// The last changelog write failed.
     changelog_failing: bool,
     pending: HashMap<usize, Pending<T>>,
+    /// The buffers of the last record librdkafka took, for the next one.
+    spare: Option<Spare>,
     next_slot: usize,
     resend_at: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Refused when offered (librdkafka's own checks), reported on the next wait.
@@ -300,6 +337,7 @@ impl<T> Deliveries<T> {
             producer,
             changelog_failing: false,
             pending: HashMap::new(),
+            spare: None,
             next_slot: 0,
             resend_at: BinaryHeap::new(),
             refused_at_send: Vec::new(),
@@ -379,6 +417,7 @@ impl<T> Deliveries<T> {
         let headers = owned_headers_of(record.headers.iter());
         let pending = Pending {
             record,
+            taken: false,
             headers: Some(headers),
             token,
             retry,
@@ -406,17 +445,28 @@ impl<T> Deliveries<T> {
         if let Some(v) = &p.record.value {
             r = r.payload(v.as_slice());
         }
-        match self.producer.send(r) {
-            Ok(()) => {}
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+        // The record handed back on a refusal borrows ours: dropped here.
+        match self.producer.send(r).map_err(|(e, _)| e) {
+            Ok(()) => {
+                // librdkafka copied it: its buffers go to the next record.
+                let emptied = OutRecord {
+                    topic: p.record.topic.clone(),
+                    key: None,
+                    value: None,
+                    headers: OutHeaders::default(),
+                };
+                p.taken = true;
+                self.spare = Spare::of(std::mem::replace(&mut p.record, emptied));
+            }
+            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                 // No room in librdkafka's queue: not a failure, try again shortly.
                 self.resend_at
                     .push(Reverse((Instant::now() + QUEUE_FULL_WAIT, slot)));
             }
-            Err((KafkaError::MessageProduction(code), _)) if is_permanent(code) => {
+            Err(KafkaError::MessageProduction(code)) if is_permanent(code) => {
                 self.refused_at_send.push((slot, code));
             }
-            Err((e, _)) => self.failed(slot, &e, &error_label(&e)),
+            Err(e) => self.failed(slot, &e, &error_label(&e)),
         }
     }
 
@@ -550,11 +600,14 @@ impl<T> Deliveries<T> {
     }
 
     fn settle_reports(&mut self, out: &mut Vec<Outcome<T>>) {
-        let reports = std::mem::take(&mut self.buf);
-        for (slot, outcome) in &reports {
+        let mut reports = std::mem::take(&mut self.buf);
+        for (slot, outcome, sent) in &mut reports {
             if *slot == UNTRACKED {
                 self.untracked_settled(outcome);
                 continue;
+            }
+            if let Some(sent) = sent.take() {
+                self.restore(*slot, sent);
             }
             match outcome {
                 Delivered::Acked => {
@@ -574,6 +627,22 @@ impl<T> Deliveries<T> {
         }
         self.buf = reports;
         self.buf.clear();
+    }
+
+    /// Gives `slot`'s record back its bytes from its report, to be sent
+    /// again or handed back.
+    fn restore(&mut self, slot: usize, sent: Sent) {
+        if let Some(p) = self.pending.get_mut(&slot).filter(|p| p.taken) {
+            p.record.key = sent.key;
+            p.record.value = sent.value;
+            p.record.headers = sent.headers;
+            p.taken = false;
+        }
+    }
+
+    /// The buffers of the last record librdkafka took, for the next record.
+    pub fn take_spare(&mut self) -> Option<Spare> {
+        self.spare.take()
     }
 
     /// A report without an offset in a transaction: the transaction is
@@ -744,15 +813,26 @@ mod tests {
             headers: Default::default(),
         };
         d.send(record(), 7, 0);
+        // librdkafka took it: only its copy is left, and our buffers are spare.
+        assert!(d.pending[&0].taken && d.pending[&0].record.value.is_none());
+        assert!(d.take_spare().is_some_and(|s| s.value == b"v"));
         let mut out = Vec::new();
-        d.buf.push((0, Delivered::Unconfirmed));
+        let sent = Sent {
+            key: None,
+            value: Some(b"v".to_vec()),
+            headers: OutHeaders::default(),
+        };
+        d.buf.push((0, Delivered::Unconfirmed, Some(sent)));
         d.settle_reports(&mut out);
         assert!(out.is_empty(), "not acknowledged");
+        // Re-sent from the report's copy.
+        assert_eq!(d.pending[&0].record, record());
+        assert!(!d.pending[&0].taken);
         assert_eq!(d.len(), 1, "still in flight");
         assert!(d.failing());
         assert_eq!(health.failing_records.load(Ordering::Relaxed), 1);
         assert!(d.next_resend().is_some(), "due to be re-sent");
-        d.buf.push((0, Delivered::Acked));
+        d.buf.push((0, Delivered::Acked, None));
         d.settle_reports(&mut out);
         assert!(matches!(out.as_slice(), [Outcome::Acked(7)]));
         assert!(d.is_empty());
@@ -778,7 +858,7 @@ mod tests {
         );
         assert!(!d.uncertain());
         let mut out = Vec::new();
-        d.buf.push((0, Delivered::Unconfirmed));
+        d.buf.push((0, Delivered::Unconfirmed, None));
         d.settle_reports(&mut out);
         assert!(out.is_empty(), "not acknowledged");
         assert!(d.uncertain(), "the transaction must be aborted");
@@ -804,7 +884,7 @@ mod tests {
         let mut alo: Deliveries<u32> = Deliveries::unreachable(Arc::new(Health::default()));
         let mut out = Vec::new();
         for d in [&mut eos, &mut alo] {
-            d.buf.push((UNTRACKED, Delivered::Unconfirmed));
+            d.buf.push((UNTRACKED, Delivered::Unconfirmed, None));
             d.settle_reports(&mut out);
         }
         assert!(eos.uncertain(), "the transaction must be aborted");

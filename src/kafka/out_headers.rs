@@ -52,23 +52,47 @@ impl OutHeaders {
 
     /// The headers, in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&[u8], Option<&[u8]>)> + '_ {
-        let mut at = 0;
-        self.entries.iter().map(move |(k, v)| {
-            let key = &self.bytes[at..at + k];
-            at += k;
-            let value = v.map(|v| {
-                let value = &self.bytes[at..at + v];
-                at += v;
-                value
-            });
-            (key, value)
-        })
+        packed(&self.bytes, &self.entries)
+    }
+
+    /// Empties it, keeping its buffers, with room for `headers` headers of
+    /// `bytes` bytes: a record's headers written into the last one's.
+    pub fn reset(&mut self, headers: usize, bytes: usize) {
+        self.bytes.clear();
+        self.bytes.reserve(bytes);
+        self.entries.clear();
+        self.entries.reserve(headers);
+    }
+
+    /// Capacity held, in bytes (for a bound on buffers kept for reuse).
+    pub fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity()
+            + self.entries.capacity() * std::mem::size_of::<(usize, Option<usize>)>()
     }
 
     /// The first header named `key`, byte for byte.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
+}
+
+/// Headers packed as [`OutHeaders`] packs them: `bytes` holds each key then
+/// its value, `entries` their lengths (`None`: a null value).
+pub fn packed<'a>(
+    bytes: &'a [u8],
+    entries: &'a [(usize, Option<usize>)],
+) -> impl ExactSizeIterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+    let mut at = 0;
+    entries.iter().map(move |(k, v)| {
+        let key = &bytes[at..at + k];
+        at += k;
+        let value = v.map(|v| {
+            let value = &bytes[at..at + v];
+            at += v;
+            value
+        });
+        (key, value)
+    })
 }
 
 impl OutHeaders {

@@ -95,6 +95,32 @@ impl OutRecord {
     }
 }
 
+/// The buffers of a record librdkafka has copied, written into again for
+/// the next record: no allocation per record, and memory that is still in
+/// cache (a fresh allocation's was not).
+#[derive(Debug, Default)]
+pub struct Spare {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub headers: OutHeaders,
+}
+
+impl Spare {
+    /// Most a spare keeps: a rare large record's buffers are freed, not held.
+    pub const MAX_BYTES: usize = 64 * 1024;
+
+    /// `record`'s buffers, unless they hold more than [`Spare::MAX_BYTES`].
+    pub fn of(record: OutRecord) -> Option<Spare> {
+        let spare = Spare {
+            key: record.key.unwrap_or_default(),
+            value: record.value.unwrap_or_default(),
+            headers: record.headers,
+        };
+        let held = spare.key.capacity() + spare.value.capacity() + spare.headers.capacity_bytes();
+        (held <= Self::MAX_BYTES).then_some(spare)
+    }
+}
+
 /// The consumed record, as a dead letter needs it.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
@@ -112,12 +138,16 @@ pub struct Input<'a> {
 /// broker acknowledges it, so a refused envelope can still be dead-lettered.
 #[derive(Debug, Clone)]
 pub struct InputCopy {
-    /// The ingest topic's name, the key's bytes, then the value's: one buffer.
+    /// The ingest topic's name, the key's bytes, the value's, then the
+    /// headers' keys and values: one buffer, one allocation.
     bytes: Vec<u8>,
     topic_len: usize,
     key_len: Option<usize>,
     value_len: Option<usize>,
-    headers: OutHeaders,
+    /// Where the headers start in `bytes`, and their lengths as
+    /// [`OutHeaders`] keeps them.
+    headers_at: usize,
+    header_entries: Vec<(usize, Option<usize>)>,
     partition: i32,
     offset: i64,
     timestamp_ms: i64,
@@ -131,15 +161,28 @@ impl InputCopy {
             input.value.unwrap_or_default(),
         );
         let topic = input.ingest.topic.as_bytes();
-        let mut bytes = Vec::with_capacity(topic.len() + key.len() + value.len());
+        let header_bytes: usize = input
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len))
+            .sum();
+        let mut bytes = Vec::with_capacity(topic.len() + key.len() + value.len() + header_bytes);
         bytes.extend_from_slice(topic);
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
+        let headers_at = bytes.len();
+        let mut header_entries = Vec::with_capacity(input.headers.len());
+        for (k, v) in input.headers {
+            bytes.extend_from_slice(k);
+            bytes.extend_from_slice(v.unwrap_or_default());
+            header_entries.push((k.len(), v.map(<[u8]>::len)));
+        }
         InputCopy {
             bytes,
             key_len: input.key.map(<[u8]>::len),
             value_len: input.value.map(<[u8]>::len),
-            headers: OutHeaders::of(input.headers),
+            headers_at,
+            header_entries,
             topic_len: topic.len(),
             partition: input.ingest.partition,
             offset: input.ingest.offset,
@@ -149,17 +192,18 @@ impl InputCopy {
 
     /// Bytes held, for the in-flight memory bound.
     pub fn size(&self) -> usize {
-        self.bytes.len() - self.topic_len + self.headers.bytes_len()
+        self.bytes.len() - self.topic_len
     }
 
     /// The headers as borrowed pairs, for [`InputCopy::input`].
     pub fn header_refs(&self) -> Vec<RawHeader<'_>> {
-        self.headers.iter().collect()
+        crate::kafka::out_headers::packed(&self.bytes[self.headers_at..], &self.header_entries)
+            .collect()
     }
 
     /// A borrowed view of the copy, with `headers` from [`InputCopy::header_refs`].
     pub fn input<'a>(&'a self, headers: &'a [RawHeader<'a>]) -> Input<'a> {
-        let (topic, record) = self.bytes.split_at(self.topic_len);
+        let (topic, record) = self.bytes[..self.headers_at].split_at(self.topic_len);
         let key_len = self.key_len.unwrap_or(0);
         Input {
             key: self.key_len.map(|k| &record[..k]),
@@ -191,10 +235,13 @@ fn is_dropped(key: &[u8], drop_headers: &[String]) -> bool {
 /// The envelope record: key = company, else client, else event id. An
 /// ingest header whose key is not UTF-8 cannot be carried (header keys are
 /// strings in Kafka's protocol): the record is rejected as `invalid_header`.
+///
+/// `encoded.value` holds the Avro value; its key and headers buffers are
+/// written into (cleared first).
 pub fn envelope_record(
     topic: std::sync::Arc<str>,
     envelope: &Envelope<'_>,
-    value: Vec<u8>,
+    encoded: Spare,
     ingest_headers: &[RawHeader<'_>],
     drop_headers: &[String],
 ) -> Result<OutRecord, Rejection> {
@@ -223,8 +270,12 @@ pub fn envelope_record(
         .sum::<usize>()
         + "ce_time".len()
         + RFC3339_MILLIS_LEN;
-    let mut headers =
-        OutHeaders::with_capacity(ingest_headers.len() + 7, ingest_bytes + envelope_bytes);
+    let Spare {
+        mut key,
+        value,
+        mut headers,
+    } = encoded;
+    headers.reset(ingest_headers.len() + 7, ingest_bytes + envelope_bytes);
     for (k, v) in ingest_headers {
         // Every `ce_*` header is the connector's to set: a producer's
         // `ce_dataschema` would otherwise be trusted by CloudEvents readers.
@@ -248,9 +299,11 @@ pub fn envelope_record(
     push_present(&mut headers, &before_time);
     headers.push_with(b"ce_time", |b| rfc3339_millis_into(envelope.time, b));
     push_present(&mut headers, &after_time);
+    key.clear();
+    key.extend_from_slice(envelope.routing_key().as_bytes());
     Ok(OutRecord {
         topic,
-        key: Some(envelope.routing_key().as_bytes().to_vec()),
+        key: Some(key),
         value: Some(value),
         headers,
     })
@@ -453,15 +506,23 @@ mod tests {
             (b"codat_stream.dlq.reason", Some(b"forged")),
             (b"CE_dataschema", Some(b"https://forged")),
         ];
+        // Buffers of an earlier record: written over, nothing of it kept.
+        let spare = Spare {
+            key: b"stale-key".to_vec(),
+            value: vec![1, 2],
+            headers: OutHeaders::of(&[(b"stale", Some(b"header"))]),
+        };
         let r = envelope_record(
             "codat.connection.failed".into(),
             &env,
-            vec![1, 2],
+            spare,
             &ingest,
             &["authorization".into()],
         )
         .unwrap();
         assert_eq!(r.key.as_deref(), Some(&b"co"[..]));
+        assert_eq!(r.value.as_deref(), Some(&[1, 2][..]));
+        assert_eq!(header(&r, "stale"), None);
         assert_eq!(header(&r, "webhook-id"), Some("msg_1"));
         assert_eq!(
             header(&r, "Authorization"),
@@ -495,11 +556,12 @@ mod tests {
     #[test]
     fn a_non_utf8_header_key_is_an_invalid_header_rejection() {
         let ingest: [RawHeader<'_>; 1] = [(b"\xff\xfekey", Some(b"v"))];
-        let err = envelope_record("t".into(), &envelope(), vec![], &ingest, &[]).unwrap_err();
+        let err =
+            envelope_record("t".into(), &envelope(), Spare::default(), &ingest, &[]).unwrap_err();
         assert_eq!(err.reason, RejectReason::InvalidHeader);
         // A non-UTF-8 *value* is fine: values are bytes.
         let ingest: [RawHeader<'_>; 1] = [(b"k", Some(b"\xff"))];
-        assert!(envelope_record("t".into(), &envelope(), vec![], &ingest, &[]).is_ok());
+        assert!(envelope_record("t".into(), &envelope(), Spare::default(), &ingest, &[]).is_ok());
     }
 
     fn input<'a>(headers: &'a [RawHeader<'a>], value: &'a [u8]) -> Input<'a> {

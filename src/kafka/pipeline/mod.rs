@@ -517,6 +517,9 @@ impl Hot<'_, '_> {
             // is consumed again (so later outputs may not be committed).
             None => self.io.doom("shutdown while a record was held"),
         }
+        if let Some(spare) = self.io.deliveries.take_spare() {
+            self.processor.recycle(spare);
+        }
     }
 
     /// Applies assignment changes to the de-duplication state: revoked

@@ -33,7 +33,7 @@ use crate::core::normalize::{NormalizeOptions, normalize};
 use crate::core::rejection::{RejectReason, Rejection};
 use crate::kafka::dedup::Dedup;
 use crate::kafka::output::{
-    DeadLetterForm, Input, InputCopy, OutRecord, envelope_record, fitting_dead_letter,
+    DeadLetterForm, Input, InputCopy, OutRecord, Spare, envelope_record, fitting_dead_letter,
 };
 use crate::kafka::record_headers::HeaderSlice;
 use crate::kafka::routing::{Route, Router};
@@ -119,6 +119,8 @@ pub struct Processor<'s> {
     types: HashMap<Box<str>, TypeHandles>,
     dedup: Option<Dedup>,
     unkeyed_seen: bool,
+    /// The buffers of the last record librdkafka copied, for the next one.
+    spare: Option<Spare>,
 }
 
 /// A type's handles, resolved on its first envelope.
@@ -194,6 +196,7 @@ impl<'s> Processor<'s> {
             schema_ids,
             reasons_seen: [false; RejectReason::ALL.len()],
             max_message_bytes: settings.max_message_bytes(),
+            spare: None,
             types: HashMap::new(),
             dedup: match settings.dedup.enabled {
                 true => Some(Dedup::new(settings)?),
@@ -283,6 +286,11 @@ impl<'s> Processor<'s> {
         }
     }
 
+    /// Takes a sent record's buffers for the next envelope's.
+    pub fn recycle(&mut self, spare: Spare) {
+        self.spare = Some(spare);
+    }
+
     /// The de-duplication state, when it is on.
     pub fn dedup(&mut self) -> Option<&mut Dedup> {
         self.dedup.as_mut()
@@ -316,16 +324,19 @@ impl<'s> Processor<'s> {
     /// The envelope's record: encoded, headed, and checked against the
     /// producer's `message.max.bytes`.
     fn envelope_record(
-        &self,
+        &mut self,
         envelope: &Envelope<'_>,
         input: &Input<'_>,
         route: &Route,
         schema_id: Option<u32>,
     ) -> Result<OutRecord, Rejection> {
-        let mut value = Vec::with_capacity(256 + envelope.payload.len());
+        let mut spare = self.spare.take().unwrap_or_default();
+        let value = &mut spare.value;
+        value.clear();
+        value.reserve(256 + envelope.payload.len());
         let encoded = match schema_id {
-            Some(id) => self.codec.encode_confluent_into(envelope, id, &mut value),
-            None => self.codec.encode_single_object_into(envelope, &mut value),
+            Some(id) => self.codec.encode_confluent_into(envelope, id, value),
+            None => self.codec.encode_single_object_into(envelope, value),
         };
         if let Err(e) = encoded {
             // A defect (schema and envelope disagree): keep the record, say why.
@@ -335,7 +346,7 @@ impl<'s> Processor<'s> {
             ));
         }
         let drop = &self.settings.output.drop_headers;
-        let record = envelope_record(route.topic.clone(), envelope, value, input.headers, drop)?;
+        let record = envelope_record(route.topic.clone(), envelope, spare, input.headers, drop)?;
         if record.wire_size() > self.max_message_bytes {
             return Err(Rejection::new(
                 RejectReason::OutputTooLarge,
