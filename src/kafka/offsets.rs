@@ -9,8 +9,9 @@ use std::sync::Arc;
 /// A topic-partition.
 pub type Partition = (Arc<str>, i32);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Track {
+    partition: Partition,
     /// Bumped each time the partition is revoked, so late acks of an
     /// earlier assignment are ignored.
     epoch: u64,
@@ -26,6 +27,8 @@ pub struct Ticket {
     /// Its offset.
     pub offset: i64,
     epoch: u64,
+    /// Its partition's track, by index.
+    track: usize,
 }
 
 impl Ticket {
@@ -38,7 +41,13 @@ impl Ticket {
 /// Per-partition tracking of consumed, unacknowledged offsets.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    tracks: HashMap<Partition, Track>,
+    /// One per partition ever consumed, never removed: a ticket names its
+    /// track by index, so an acknowledgement needs no look-up.
+    tracks: Vec<Track>,
+    index: HashMap<Partition, usize>,
+    /// The last consumed record's track: records come in runs from one
+    /// partition, so most skip the hash look-up too.
+    last: usize,
     in_flight: usize,
 }
 
@@ -50,21 +59,49 @@ impl OffsetTracker {
 
     /// Records that `offset` of `partition` was consumed.
     pub fn consumed(&mut self, partition: Partition, offset: i64) -> Ticket {
-        let track = self.tracks.entry(partition.clone()).or_default();
+        let at = self.track_of(&partition);
+        self.last = at;
+        let track = &mut self.tracks[at];
         track.pending.push_back((offset, false));
         self.in_flight += 1;
         Ticket {
             partition,
             offset,
             epoch: track.epoch,
+            track: at,
         }
+    }
+
+    /// The index of `partition`'s track, made if it has none.
+    fn track_of(&mut self, partition: &Partition) -> usize {
+        // `Arc<str>` equality compares pointers first: names are interned.
+        if self
+            .tracks
+            .get(self.last)
+            .is_some_and(|t| t.partition == *partition)
+        {
+            return self.last;
+        }
+        if let Some(&at) = self.index.get(partition) {
+            return at;
+        }
+        self.tracks.push(Track {
+            partition: partition.clone(),
+            epoch: 0,
+            pending: VecDeque::new(),
+        });
+        self.index.insert(partition.clone(), self.tracks.len() - 1);
+        self.tracks.len() - 1
     }
 
     /// Records that the output for `ticket` was acknowledged. Returns the
     /// highest offset whose record and all earlier ones are now acknowledged
     /// (store it; the commit is that offset + 1), if that advanced.
     pub fn acknowledged(&mut self, ticket: &Ticket) -> Option<i64> {
-        let track = self.tracks.get_mut(&ticket.partition)?;
+        let track = self
+            .tracks
+            .get_mut(ticket.track)
+            .filter(|t| t.partition == ticket.partition)?;
         if track.epoch != ticket.epoch {
             return None;
         }
@@ -90,7 +127,8 @@ impl OffsetTracker {
     /// Forgets a revoked partition: its unacknowledged records are
     /// abandoned (never committed; the next owner re-reads them).
     pub fn revoked(&mut self, partition: &Partition) {
-        if let Some(track) = self.tracks.get_mut(partition) {
+        let at = self.index.get(partition).copied();
+        if let Some(track) = at.and_then(|at| self.tracks.get_mut(at)) {
             self.in_flight = self
                 .in_flight
                 .saturating_sub(track.pending.iter().filter(|(_, a)| !a).count());
@@ -101,7 +139,7 @@ impl OffsetTracker {
 
     /// Forgets every partition's in-flight records (an aborted transaction).
     pub fn revoke_all(&mut self) {
-        let partitions: Vec<Partition> = self.tracks.keys().cloned().collect();
+        let partitions: Vec<Partition> = self.tracks.iter().map(|t| t.partition.clone()).collect();
         for partition in &partitions {
             self.revoked(partition);
         }
@@ -110,7 +148,8 @@ impl OffsetTracker {
     /// A partition's current assignment epoch (bumped by each revoke), if
     /// anything was consumed from it.
     pub fn epoch(&self, partition: &Partition) -> Option<u64> {
-        self.tracks.get(partition).map(|t| t.epoch)
+        let at = self.index.get(partition).copied()?;
+        self.tracks.get(at).map(|t| t.epoch)
     }
 
     /// Records consumed and not yet acknowledged, over all partitions.
@@ -122,7 +161,10 @@ impl OffsetTracker {
     pub fn pending_by_partition(&self) -> Vec<(Partition, usize)> {
         self.tracks
             .iter()
-            .map(|(p, t)| (p.clone(), t.pending.iter().filter(|(_, a)| !a).count()))
+            .map(|t| {
+                let pending = t.pending.iter().filter(|(_, a)| !a).count();
+                (t.partition.clone(), pending)
+            })
             .collect()
     }
 }
@@ -167,6 +209,31 @@ mod tests {
         let new = t.consumed(p(0), 1);
         assert_eq!(t.acknowledged(&old), None);
         assert_eq!(t.acknowledged(&new), Some(1));
+    }
+
+    #[test]
+    fn runs_from_one_partition_and_switches_track_each_partition_apart() {
+        let mut t = OffsetTracker::new();
+        let a0 = t.consumed(p(0), 1);
+        let b0 = t.consumed(p(1), 1);
+        let a1 = t.consumed(p(0), 2);
+        // The same name from another allocation is the same partition.
+        let a2 = t.consumed((Arc::from("t"), 0), 3);
+        assert_eq!(t.acknowledged(&b0), Some(1));
+        assert_eq!(t.acknowledged(&a1), None);
+        assert_eq!(t.acknowledged(&a2), None);
+        assert_eq!(t.acknowledged(&a0), Some(3));
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_ticket_of_another_tracker_is_ignored() {
+        let mut other = OffsetTracker::new();
+        let foreign = other.consumed(p(9), 1);
+        let mut t = OffsetTracker::new();
+        let _mine = t.consumed(p(0), 1);
+        assert_eq!(t.acknowledged(&foreign), None);
+        assert_eq!(t.in_flight(), 1);
     }
 
     #[test]

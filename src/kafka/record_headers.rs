@@ -21,18 +21,54 @@ use crate::core::headers::HeaderLookup;
 /// One header: key and value bytes, as they came.
 pub type RawHeader<'m> = (&'m [u8], Option<&'m [u8]>);
 
+/// Headers a consumed record's view holds without an allocation: a
+/// `receive`-fed record carries two, most producers' a handful.
+const INLINE_HEADERS: usize = 8;
+
 /// The headers of one consumed record, borrowed from it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InHeaders<'m> {
-    /// In record order.
-    pub pairs: Vec<RawHeader<'m>>,
+    /// In record order, when they fit.
+    inline: [RawHeader<'m>; INLINE_HEADERS],
+    len: usize,
+    /// Every header, when they do not.
+    spilled: Vec<RawHeader<'m>>,
 }
 
 impl<'m> InHeaders<'m> {
     /// Reads every header of `message` without interpreting it.
     pub fn of(message: &'m BorrowedMessage<'_>) -> Self {
-        InHeaders {
-            pairs: message.headers().map(header_pairs).unwrap_or_default(),
+        let mut headers = InHeaders {
+            inline: [(&[], None); INLINE_HEADERS],
+            len: 0,
+            spilled: Vec::new(),
+        };
+        let Some(borrowed) = message.headers() else {
+            return headers;
+        };
+        let native = std::ptr::from_ref(borrowed).cast::<rdsys::rd_kafka_headers_t>();
+        // SAFETY: a `BorrowedHeaders` reference is a view of a live native
+        // headers object (that is how rdkafka defines it).
+        let count = unsafe { rdsys::rd_kafka_header_cnt(native) };
+        if count > INLINE_HEADERS {
+            headers.spilled = header_pairs(borrowed);
+            return headers;
+        }
+        // SAFETY: as above; the headers live as long as `message`.
+        for pair in (0..count).filter_map(|i| unsafe { header_at(native, i) }) {
+            if let Some(slot) = headers.inline.get_mut(headers.len) {
+                *slot = pair;
+                headers.len += 1;
+            }
+        }
+        headers
+    }
+
+    /// The headers, in record order.
+    pub fn pairs(&self) -> &[RawHeader<'m>] {
+        match self.spilled.is_empty() {
+            true => &self.inline[..self.len],
+            false => &self.spilled,
         }
     }
 }

@@ -12,6 +12,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
+use prometheus::local::LocalHistogram;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -65,6 +66,12 @@ pub(super) struct Io<'r> {
     pub(super) max_records: usize,
     pub(super) max_bytes: usize,
     pub(super) topic_counters: HashMap<String, TopicCounters>,
+    /// The last consumed record's partition and its topic's counters.
+    pub(super) last_partition: Option<(Partition, TopicCounters)>,
+    /// `processing_latency_seconds` and `event_age_seconds`, observed per
+    /// record without atomics and published once per batch of outcomes.
+    pub(super) latency: LocalHistogram,
+    pub(super) event_age: LocalHistogram,
     /// The de-duplication changelog, when de-duplication is on.
     pub(super) changelog: Option<String>,
     /// Exactly-once: the transaction outputs and offsets go into.
@@ -101,6 +108,9 @@ impl<'r> Io<'r> {
             max_records: settings.pipeline.max_in_flight,
             max_bytes: settings.pipeline.max_in_flight_bytes,
             topic_counters: HashMap::new(),
+            last_partition: None,
+            latency: metrics.processing_latency.local(),
+            event_age: metrics.event_age.local(),
             changelog,
             txn: None,
             bounds: None,
@@ -173,7 +183,7 @@ impl<'r> Io<'r> {
                     let input = Input {
                         key: message.key(),
                         value: message.payload(),
-                        headers: &headers.pairs,
+                        headers: headers.pairs(),
                         ingest: ingest_meta(&message),
                     };
                     let input = Box::new(InputCopy::of(&input));
@@ -236,11 +246,7 @@ impl<'r> Io<'r> {
     pub(super) fn register(&mut self, message: &BorrowedMessage<'_>) -> Ticket {
         self.health.brokers_answered();
         self.health.consumed.fetch_add(1, Ordering::Relaxed);
-        self.count_consumed(message);
-        let partition = self
-            .consumer
-            .context()
-            .partition(message.topic(), message.partition());
+        let partition = self.count_consumed(message);
         let ticket = lock(self.tracker).consumed(partition, message.offset());
         self.consumed_in_transaction(&ticket);
         ticket
@@ -267,8 +273,7 @@ impl<'r> Io<'r> {
     /// An acknowledged record: counted, and its offset queued for storing.
     pub(super) fn acknowledged(&mut self, done: Delivered) {
         self.health.acknowledged.fetch_add(1, Ordering::Relaxed);
-        self.metrics
-            .processing_latency
+        self.latency
             .observe(done.consumed_at.elapsed().as_secs_f64());
         match &done.prepared_kind {
             OutputKind::Envelope {
@@ -278,7 +283,7 @@ impl<'r> Io<'r> {
             } => {
                 counter.inc();
                 let age_ms = (now_ms() - event_time_ms).max(0);
-                self.metrics.event_age.observe(age_ms as f64 / 1000.0);
+                self.event_age.observe(age_ms as f64 / 1000.0);
             }
             OutputKind::DeadLetter { rejection, .. } => {
                 self.metrics
@@ -333,8 +338,11 @@ impl<'r> Io<'r> {
     }
 
     /// Stores the batch's committable offsets: one call per partition
-    /// (exactly-once: they go into the open transaction instead).
+    /// (exactly-once: they go into the open transaction instead); publishes
+    /// the batch's latency and age observations.
     pub(super) fn store_offsets(&mut self) {
+        self.latency.flush();
+        self.event_age.flush();
         if let Some(txn) = self.txn.as_mut() {
             for (partition, offset) in self.to_store.drain(..) {
                 txn.acknowledged(partition, offset);
@@ -364,28 +372,46 @@ pub(super) fn lock(tracker: &Mutex<OffsetTracker>) -> MutexGuard<'_, OffsetTrack
 }
 
 /// `records_consumed_total` and `consumed_bytes_total` of one ingest topic.
+#[derive(Clone)]
 pub(super) struct TopicCounters {
     pub(super) records: IntCounter,
     pub(super) bytes: IntCounter,
 }
 
 impl Io<'_> {
-    pub(super) fn count_consumed(&mut self, message: &BorrowedMessage<'_>) {
-        // Labelled by the subscribed topic only (a bounded, configured set),
-        // resolved once per topic rather than looked up per record.
-        let topic = message.topic();
-        let counters = match self.topic_counters.get(topic) {
-            Some(counters) => counters,
-            None => self
-                .topic_counters
-                .entry(topic.to_owned())
-                .or_insert_with(|| TopicCounters {
-                    records: self.metrics.records_consumed.with_label_values(&[topic]),
-                    bytes: self.metrics.consumed_bytes.with_label_values(&[topic]),
-                }),
+    /// Counts `message` and returns its partition, its topic's name
+    /// interned. Records come in runs from one partition: the last one's
+    /// partition and counters are reused without a look-up.
+    pub(super) fn count_consumed(&mut self, message: &BorrowedMessage<'_>) -> Partition {
+        let (topic, partition) = (message.topic(), message.partition());
+        let last = |l: &(Partition, TopicCounters)| l.0.1 == partition && *l.0.0 == *topic;
+        let (partition, counters) = match self.last_partition.take().filter(last) {
+            Some(hit) => hit,
+            None => (
+                self.consumer.context().partition(topic, partition),
+                self.counters_of(topic),
+            ),
         };
         counters.records.inc();
         let bytes = message.payload().map_or(0, <[u8]>::len) as u64;
         counters.bytes.inc_by(bytes);
+        self.last_partition = Some((partition.clone(), counters));
+        partition
+    }
+
+    /// `topic`'s counters. Labelled by the subscribed topic only (a
+    /// bounded, configured set), resolved once per topic rather than looked
+    /// up per record.
+    fn counters_of(&mut self, topic: &str) -> TopicCounters {
+        if let Some(counters) = self.topic_counters.get(topic) {
+            return counters.clone();
+        }
+        let counters = TopicCounters {
+            records: self.metrics.records_consumed.with_label_values(&[topic]),
+            bytes: self.metrics.consumed_bytes.with_label_values(&[topic]),
+        };
+        self.topic_counters
+            .insert(topic.to_owned(), counters.clone());
+        counters
     }
 }

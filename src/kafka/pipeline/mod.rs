@@ -486,7 +486,7 @@ impl Hot<'_, '_> {
         let input = Input {
             key: message.key(),
             value: message.payload(),
-            headers: &headers.pairs,
+            headers: headers.pairs(),
             ingest: ingest_meta(message),
         };
         self.handle(&input, ticket, consumed_at, shutdown).await;
