@@ -105,11 +105,20 @@ impl OffsetTracker {
         if track.epoch != ticket.epoch {
             return None;
         }
-        // Offsets of one partition are consumed in increasing order.
-        let at = track
-            .pending
-            .binary_search_by_key(&ticket.offset, |(o, _)| *o)
-            .ok()?;
+        // Offsets of one partition are consumed in increasing order, and
+        // mostly without gaps: the offset's distance from the oldest is
+        // its index, unless a gap (a compacted record, a transaction
+        // marker) moved it, when it is searched for.
+        let oldest = track.pending.front()?.0;
+        let guess = usize::try_from(ticket.offset - oldest).ok();
+        let at = match guess.filter(|&i| track.pending.get(i).is_some_and(|s| s.0 == ticket.offset))
+        {
+            Some(at) => at,
+            None => track
+                .pending
+                .binary_search_by_key(&ticket.offset, |(o, _)| *o)
+                .ok()?,
+        };
         let slot = &mut track.pending[at];
         if slot.1 {
             return None;
@@ -234,6 +243,19 @@ mod tests {
         let _mine = t.consumed(p(0), 1);
         assert_eq!(t.acknowledged(&foreign), None);
         assert_eq!(t.in_flight(), 1);
+    }
+
+    #[test]
+    fn offsets_with_gaps_are_found_too() {
+        let mut t = OffsetTracker::new();
+        // Gaps: compacted records, transaction markers.
+        let tickets: Vec<_> = [3, 4, 7, 8, 20].map(|o| t.consumed(p(0), o)).into();
+        assert_eq!(t.acknowledged(&tickets[4]), None);
+        assert_eq!(t.acknowledged(&tickets[2]), None);
+        assert_eq!(t.acknowledged(&tickets[0]), Some(3));
+        assert_eq!(t.acknowledged(&tickets[1]), Some(7));
+        assert_eq!(t.acknowledged(&tickets[3]), Some(20));
+        assert_eq!(t.in_flight(), 0);
     }
 
     #[test]

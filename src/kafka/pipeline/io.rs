@@ -72,6 +72,12 @@ pub(super) struct Io<'r> {
     /// record without atomics and published once per batch of outcomes.
     pub(super) latency: LocalHistogram,
     pub(super) event_age: LocalHistogram,
+    /// When the batch being consumed started, if one is: its records'
+    /// consumption time (one clock read per batch, not per record).
+    pub(super) batch_started: Option<Instant>,
+    /// When the outcomes being settled were taken, monotonic and wall
+    /// (ms): their acknowledgement time, read once per batch.
+    pub(super) clock: (Instant, i64),
     /// The de-duplication changelog, when de-duplication is on.
     pub(super) changelog: Option<String>,
     /// Exactly-once: the transaction outputs and offsets go into.
@@ -111,6 +117,8 @@ impl<'r> Io<'r> {
             last_partition: None,
             latency: metrics.processing_latency.local(),
             event_age: metrics.event_age.local(),
+            batch_started: None,
+            clock: (Instant::now(), now_ms()),
             changelog,
             txn: None,
             bounds: None,
@@ -273,8 +281,9 @@ impl<'r> Io<'r> {
     /// An acknowledged record: counted, and its offset queued for storing.
     pub(super) fn acknowledged(&mut self, done: Delivered) {
         self.health.acknowledged.fetch_add(1, Ordering::Relaxed);
-        self.latency
-            .observe(done.consumed_at.elapsed().as_secs_f64());
+        let (now, now_ms) = self.clock;
+        let latency = now.saturating_duration_since(done.consumed_at);
+        self.latency.observe(latency.as_secs_f64());
         match &done.prepared_kind {
             OutputKind::Envelope {
                 counter,
@@ -282,7 +291,7 @@ impl<'r> Io<'r> {
                 ..
             } => {
                 counter.inc();
-                let age_ms = (now_ms() - event_time_ms).max(0);
+                let age_ms = (now_ms - event_time_ms).max(0);
                 self.event_age.observe(age_ms as f64 / 1000.0);
             }
             OutputKind::DeadLetter { rejection, .. } => {

@@ -53,7 +53,7 @@ use crate::kafka::processor::{Delivered, Processor, ProcessorError, StartError, 
 use crate::kafka::record_headers::InHeaders;
 use crate::kafka::transaction::Transactions;
 use crate::ops::events::{DedupRestoreFailed, DedupRestored, InternalEvent};
-use crate::ops::health::Health;
+use crate::ops::health::{Health, now_ms};
 use crate::ops::metrics::Metrics;
 use crate::registry::value_format;
 
@@ -421,6 +421,7 @@ impl Hot<'_, '_> {
     ) -> Result<usize, PipelineError> {
         let consumer = self.io.consumer;
         let mut n = 0;
+        self.io.batch_started = Some(Instant::now());
         while n < BATCH && self.io.room() {
             if let Some(d) = self.io.deferred.pop_front() {
                 self.io.deferred_bytes -= d.input.size();
@@ -439,6 +440,7 @@ impl Hot<'_, '_> {
             }
             n += 1;
         }
+        self.io.batch_started = None;
         Ok(n)
     }
 
@@ -455,6 +457,7 @@ impl Hot<'_, '_> {
             self.io.deliveries.poll(ACK_WAIT, &mut self.io.outcomes);
             return Ok(());
         }
+        self.io.batch_started = None;
         match self.io.consumer.poll(IDLE_WAIT) {
             Some(Ok(message)) => self.consumed(&message, shutdown).await?,
             Some(Err(e)) => self.io.consume_error(&e),
@@ -469,7 +472,7 @@ impl Hot<'_, '_> {
         message: &BorrowedMessage<'_>,
         shutdown: &F,
     ) -> Result<(), PipelineError> {
-        let consumed_at = Instant::now();
+        let consumed_at = self.io.batch_started.unwrap_or_else(Instant::now);
         if !self.io.admit(message) {
             return Ok(());
         }
@@ -564,6 +567,7 @@ impl Hot<'_, '_> {
     /// they made committable (once per partition).
     async fn settle_all<F: Future<Output = ()> + Clone>(&mut self, shutdown: &F) {
         while !self.io.outcomes.is_empty() {
+            self.io.clock = (Instant::now(), now_ms());
             for outcome in std::mem::take(&mut self.io.outcomes) {
                 match outcome {
                     Outcome::Acked(done) => self.io.acknowledged(done),
