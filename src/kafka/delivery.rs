@@ -14,8 +14,7 @@
 //! end-to-end benchmark's profile before that).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use rdkafka::statistics::Statistics;
 
 use crate::backoff::Backoff;
 use crate::kafka::client_errors;
+use crate::kafka::fast_hash::FastMap;
 use crate::kafka::out_headers::OutHeaders;
 use crate::kafka::output::{OutRecord, Spare};
 use crate::kafka::record_headers::{header_pairs, owned_headers_of};
@@ -243,33 +243,6 @@ struct Retry {
     failing: bool,
 }
 
-/// Hashes a slot with one multiplication (Fibonacci hashing). Slots are
-/// numbers this module hands out in sequence, never input, so SipHash's
-/// defence against chosen keys buys nothing here; three SipHashes per
-/// record (insert, send, remove) were part of each record's bookkeeping.
-#[derive(Default)]
-struct SlotHasher(u64);
-
-impl Hasher for SlotHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(FIBONACCI);
-        }
-    }
-
-    fn write_usize(&mut self, slot: usize) {
-        // The top bits spread: hashbrown probes with them.
-        self.0 = (slot as u64).wrapping_mul(FIBONACCI);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// 2^64 / the golden ratio, odd.
-const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
-
 /// A record on its way, with what the pipeline gets back when it is acknowledged.
 struct Pending<T> {
     /// The record until librdkafka takes it; then its topic alone (its
@@ -296,7 +269,8 @@ pub struct Deliveries<T> {
     producer: BaseProducer<OutputContext>,
     /// The last changelog write failed.
     changelog_failing: bool,
-    pending: HashMap<usize, Pending<T>, BuildHasherDefault<SlotHasher>>,
+    /// Slots are ours, handed out in sequence: hashed fast.
+    pending: FastMap<usize, Pending<T>>,
     /// The buffers of the last record librdkafka took, for the next one.
     spare: Option<Spare>,
     next_slot: usize,
@@ -364,7 +338,7 @@ impl<T> Deliveries<T> {
             events: MainQueue::of(&producer),
             producer,
             changelog_failing: false,
-            pending: HashMap::default(),
+            pending: FastMap::default(),
             spare: None,
             next_slot: 0,
             resend_at: BinaryHeap::new(),

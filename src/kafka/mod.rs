@@ -6,6 +6,7 @@ pub mod client_errors;
 pub mod consumer;
 pub mod dedup;
 pub mod delivery;
+pub mod fast_hash;
 pub mod ingest_watch;
 pub mod offsets;
 pub mod out_headers;

@@ -8,10 +8,11 @@
 //!   topic the cluster refused: past the cap, new types go to the catch-all,
 //!   so at most `max_topics` creation attempts are ever made for input.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::OutputSettings;
+use crate::kafka::fast_hash::FastMap;
 pub use crate::ops::labels::CatchAllReason;
 
 /// A routing decision.
@@ -36,8 +37,9 @@ pub struct Router {
     reserved: HashSet<String>,
     /// Types that always get their own topic (catalog, overrides).
     exempt: HashSet<String>,
-    /// type -> topic for every type routed to its own topic so far.
-    routed: HashMap<String, Arc<str>>,
+    /// type -> topic for every type routed to its own topic so far
+    /// (bounded by the cap and the catalog: hashed fast, once a record).
+    routed: FastMap<String, Arc<str>>,
     /// Of `routed`, the types that count toward the cap.
     counted: usize,
     /// Types sent to the catch-all; bounded, only to log each once.
@@ -66,7 +68,7 @@ impl Router {
             catch_all: Arc::from(output.catch_all_topic.as_str()),
             reserved,
             exempt,
-            routed: HashMap::new(),
+            routed: FastMap::default(),
             counted: 0,
             caught: HashSet::new(),
             unavailable: HashSet::new(),

@@ -16,7 +16,7 @@
 //! Start-up (topics, changelog, schema registration) is in `startup.rs`;
 //! what to send when the broker refuses a record for good, in `refusal.rs`.
 
-use std::collections::HashMap;
+use crate::kafka::fast_hash::FastMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -116,7 +116,7 @@ pub struct Processor<'s> {
     max_message_bytes: usize,
     /// Per type label (a bounded set: routed types and the catch-all
     /// label), resolved once instead of a metric look-up per record.
-    types: HashMap<Box<str>, TypeHandles>,
+    types: FastMap<Box<str>, TypeHandles>,
     dedup: Option<Dedup>,
     unkeyed_seen: bool,
     /// The buffers of the last record librdkafka copied, for the next one.
@@ -197,7 +197,7 @@ impl<'s> Processor<'s> {
             reasons_seen: [false; RejectReason::ALL.len()],
             max_message_bytes: settings.max_message_bytes(),
             spare: None,
-            types: HashMap::new(),
+            types: FastMap::default(),
             dedup: match settings.dedup.enabled {
                 true => Some(Dedup::new(settings)?),
                 false => None,
